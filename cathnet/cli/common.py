@@ -1,0 +1,129 @@
+"""Helpers shared by the subcommands: input expansion, one-line errors, atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+from rich.console import Console
+
+__all__ = [
+    "STRUCTURE_SUFFIXES", "atomic_save_npz", "atomic_write_bytes", "err_console", "expand_inputs",
+    "is_structure_file", "report_error", "structure_id",
+]
+
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def report_error(path, reason: str | None = None) -> None:
+    """Print one line ``error: PATH: REASON`` (or ``error: MESSAGE``) to stderr."""
+    message = str(path) if reason is None else f"{path}: {reason}"
+    err_console.print(f"error: {' '.join(message.splitlines())}", style="red", markup=False)
+
+
+def _stem_suffix(name: str) -> str:
+    name = name.lower()
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def is_structure_file(path) -> bool:
+    """Whether the file name has a structure extension (.pdb .ent .cif .mmcif .pqr, optionally .gz)."""
+    return _stem_suffix(Path(path).name).endswith(STRUCTURE_SUFFIXES)
+
+
+def structure_id(path) -> str:
+    """The file name without its structure extension and .gz: ``1abc.cif.gz`` → ``1abc``."""
+    name = Path(path).name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and f".{suffix.lower()}" in STRUCTURE_SUFFIXES else name
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Structure files named by ``inputs``, and (input, reason) for those that name none.
+
+    A file is taken whatever its name; a directory is searched recursively for structure
+    files (hidden entries skipped); a pattern with ``*``, ``?`` or ``[`` is expanded like the
+    shell (``**`` recursive) and matching directories are searched. Results are sorted within
+    each input, in input order, without duplicates.
+    """
+    paths: list[Path] = []
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(found: Iterable[Path]) -> None:
+        for p in found:
+            key = os.path.realpath(p)
+            if key not in seen:
+                seen.add(key)
+                paths.append(p)
+
+    for item in map(str, inputs):
+        if os.path.isdir(item):
+            found = _walk(Path(item), errors)
+            if not found:
+                errors.append((item, "no structure files in this directory"))
+            add(found)
+        elif os.path.lexists(item):
+            add([Path(item)])
+        elif any(c in item for c in "*?["):
+            found = []
+            for match in sorted(glob.glob(item, recursive=True)):
+                if os.path.isdir(match):
+                    found += _walk(Path(match), errors)
+                elif is_structure_file(match):
+                    found.append(Path(match))
+            if not found:
+                errors.append((item, "no structure files match this pattern"))
+            add(found)
+        else:
+            errors.append((item, "no such file or directory"))
+    return paths, errors
+
+
+def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
+    def unreadable(exc: OSError) -> None:
+        errors.append((exc.filename or str(root), exc.strerror or str(exc)))
+
+    found = []
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".") and is_structure_file(f)]
+    return found
+
+
+@contextlib.contextmanager
+def _atomic_file(path) -> Iterator[BinaryIO]:
+    """An open temporary file next to ``path`` that replaces ``path`` once complete:
+    readers see the old file or the whole new one, never a partial write."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + os.replace)."""
+    with _atomic_file(path) as f:
+        f.write(data)
+
+
+def atomic_save_npz(path, *, compress: bool = False, **arrays) -> None:
+    """``np.savez`` (or ``savez_compressed``) ``arrays`` to exactly ``path``, atomically."""
+    with _atomic_file(path) as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)

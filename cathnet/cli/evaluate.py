@@ -1,0 +1,94 @@
+"""``cathnet evaluate``: test metrics, confusion matrix and rotation robustness of a model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cathnet.checkpoint import CheckpointError, write_json
+from cathnet.cli.app import app
+from cathnet.cli.common import report_error
+from cathnet.cli.train import parse_splits
+from cathnet.data import DatasetError
+from cathnet.evaluate import evaluate as run_evaluation
+from cathnet.evaluate import plot_confusion
+from cathnet.train import TrainError
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="best.json / best.safetensors (or the training folder)."),
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset .npz."),
+    splits: str = typer.Option(None, "--splits", help="Splits to evaluate, comma-separated [default: the model's test splits]."),
+    rotations: int = typer.Option(8, "--rotations", min=0, help="Random-rotation passes for the robustness check."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
+    png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG [default: next to -o]."),
+) -> None:
+    """Accuracy, per-class precision/recall/F1, confusion matrix and accuracy/agreement
+    under random rotations of every structure."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
+    console = Console(stderr=True)
+    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("evaluate", total=None)
+        try:
+            result = run_evaluation(
+                checkpoint, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
+                rotations=rotations, batch_size=batch_size, device=device, seed=seed,
+                on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
+            )
+        except (TrainError, DatasetError, CheckpointError) as exc:
+            report_error(str(exc))
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            report_error(exc.filename or checkpoint, exc.strerror or str(exc))
+            raise typer.Exit(1) from None
+    show(result, Console())
+    if not result["data_matches_training"]:
+        console.print(f"warning: {data} is not the dataset the model was trained on (checksum differs)")
+    png = png or (output.with_suffix(".png") if output else None)
+    try:
+        if output:
+            write_json(output, result)
+        if png:
+            plot_confusion(result, png)
+    except OSError as exc:
+        report_error(exc.filename or output or png, exc.strerror or str(exc))
+        raise typer.Exit(1) from None
+    for path in (output, png):
+        if path:
+            console.print(f"wrote {path}")
+
+
+def show(result: dict, console: Console) -> None:
+    """Print the metrics of :func:`cathnet.evaluate.evaluate` as rich tables."""
+    codes, names = result["classes"]["codes"], result["classes"]["names"]
+    console.print(
+        f"{result['network']} on {result['data']} splits {','.join(map(str, result['splits']))}: "
+        f"accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f} (n = {result['n']})"
+    )
+    per_class = Table("class", "architecture", "precision", "recall", "F1", "support", title="per class", title_justify="left")
+    for k, code in enumerate(codes):
+        per_class.add_row(
+            code, names[k], f"{result['precision'][k]:.3f}", f"{result['recall'][k]:.3f}", f"{result['f1'][k]:.3f}",
+            str(result["support"][k]),
+        )
+    console.print(per_class)
+    confusion = Table("true \\ predicted", *codes, title="confusion matrix", title_justify="left")
+    for k, row in enumerate(result["confusion"]):
+        confusion.add_row(codes[k], *(f"[bold]{v}[/]" if j == k else str(v) for j, v in enumerate(row)))
+    console.print(confusion)
+    rot = result["rotation"]
+    if rot["n_rotations"]:
+        console.print(
+            f"rotation robustness ({rot['n_rotations']} random rotations): accuracy {rot['accuracy_mean']:.4f} "
+            f"± {rot['accuracy_std']:.4f} (min {rot['accuracy_min']:.4f}), top-1 agreement with the unrotated "
+            f"prediction {rot['agreement_mean']:.4f}"
+        )

@@ -1,0 +1,94 @@
+"""``cathnet train``: train a network on a CATH dataset (single process or torchrun)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cathnet import networks
+from cathnet.checkpoint import CheckpointError
+from cathnet.cli.app import app
+from cathnet.cli.common import report_error
+from cathnet.data import DatasetError
+from cathnet.train import TrainConfig, TrainError, train as run_training
+
+
+def parse_splits(value: str, option: str) -> tuple[int, ...]:
+    """"8,9" → (8, 9); "" → ()."""
+    try:
+        return tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of split numbers", param_hint=option) from None
+
+
+def parse_model_args(pairs: list[str]) -> dict:
+    """["widths=[8,16]", "norm=group"] → {"widths": [8, 16], "norm": "group"} (JSON values, else strings)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--model-arg")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset .npz from `cathnet dataset build`."),
+    model: str = typer.Option(..., "--model", help=f"Network: {', '.join(networks.available())}."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Folder for checkpoints, best.*, metrics.jsonl."),
+    model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the network constructor (JSON value), repeatable."),
+    task: str = typer.Option("cath", "--task", help="Prediction task."),
+    epochs: int = typer.Option(100, "--epochs", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Global batch size (split across torchrun processes)."),
+    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Adam learning rate."),
+    lr_decay: float = typer.Option(0.94, "--lr-decay", min=0.0, max=1.0, help="Learning-rate factor per epoch after the burn-in."),
+    burn_in: int = typer.Option(40, "--burn-in", min=0, help="Epochs at the initial learning rate."),
+    l1: float = typer.Option(1e-7, "--l1", min=0.0, help="L1 penalty on weights."),
+    l2: float = typer.Option(1e-7, "--l2", min=0.0, help="L2 penalty on weights."),
+    augment: bool = typer.Option(None, "--augment/--no-augment", help="Random rotations of the training structures [default: on for CNNs, off for equivariant networks]."),
+    val_splits: str = typer.Option("7", "--val-splits", help="Validation splits, comma-separated."),
+    test_splits: str = typer.Option("8,9", "--test-splits", help="Test splits (excluded from training), comma-separated."),
+    train_fraction: float = typer.Option(1.0, "--train-fraction", min=0.0, max=1.0, help="Class-stratified fraction of the training domains (seeded)."),
+    grid_size: int = typer.Option(50, "--grid-size", min=1, help="Voxels per side."),
+    voxel_size: float = typer.Option(2.0, "--voxel-size", min=0.0, help="Voxel edge in Å."),
+    sigma: float = typer.Option(1.0, "--sigma", min=0.0, help="Gaussian atom width in Å."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a network with Adam, exponential learning-rate decay and on-the-fly
+    voxelization; the best validation epoch is kept as OUT/best.{safetensors,json}.
+    Run under `torchrun --nproc-per-node N` for data-parallel training."""
+    if model not in networks.NETWORKS:
+        raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
+    config = TrainConfig(
+        data=str(data), model=model, out=str(out), model_kwargs=parse_model_args(model_arg), task=task,
+        epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
+        augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
+        test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
+        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, device=device, seed=seed,
+        resume=resume, progress=progress,
+    )
+    console = Console(stderr=True)
+    try:
+        result = run_training(config, console)
+    except (TrainError, DatasetError, CheckpointError) as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        report_error(exc.filename or out, exc.strerror or str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with --resume --out {out}")
+        raise typer.Exit(130) from None
+    best = result["best"]
+    console.print(f"best epoch {best['epoch']}: val acc {best['val_acc']:.4f}, loss {best['val_loss']:.4f} -> {out / 'best.safetensors'}")

@@ -1,0 +1,478 @@
+"""CATH architecture dataset: labels, atom extraction, superfamily-disjoint splits, npz I/O.
+
+The dataset is one compressed ``.npz`` (no pickled objects) holding every domain's atoms
+concatenated, plus a JSON summary next to it:
+
+=================  ===========  ======================================================
+key                shape/dtype  meaning
+=================  ===========  ======================================================
+positions          (M, 3) f32   atom coordinates in Å, domains concatenated
+channels           (M,) u8      atom channel (see ``meta.atoms``: ca, backbone, heavy)
+residue_index      (M,) i32     residue of each atom, 0-based within its domain
+offsets, counts    (D+1,), (D,) atoms of domain d: ``offsets[d]:offsets[d+1]``
+labels             (D,) i64     index into ``class_codes``
+class_codes/names  (K,) str     CATH architectures "C.A" and their names
+ids, cath_codes    (D,) str     CATH domain ids and C.A.T.H codes
+superfamilies      (D,) str     C.A.T.H (the unit kept whole by the splits)
+resolutions        (D,) f32     structure resolution in Å
+splits             (D,) i8      split (fold) of each domain, 0..n_splits-1
+meta               () str       JSON: format, atoms, n_channels, n_splits, seed, ...
+=================  ===========  ======================================================
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import tarfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from cathnet.checkpoint import atomic_write
+from cathnet.structure import StructureError, read_structure, select_atoms, selection_mask
+
+__all__ = [
+    "ARCHITECTURES",
+    "FORMAT",
+    "Domain",
+    "DatasetError",
+    "BuildResult",
+    "CathData",
+    "read_labels",
+    "assign_splits",
+    "build_dataset",
+    "sha256",
+]
+
+FORMAT = "cathnet-cath/1"
+
+#: The ten CATH architectures classified in the paper (label order).
+ARCHITECTURES: dict[str, str] = {
+    "1.10": "Orthogonal Bundle",
+    "1.20": "Up-down Bundle",
+    "2.30": "Roll",
+    "2.40": "Beta Barrel",
+    "2.60": "Sandwich",
+    "3.10": "Roll (alpha-beta)",
+    "3.20": "Alpha-Beta Barrel",
+    "3.30": "2-Layer Sandwich",
+    "3.40": "3-Layer (aba) Sandwich",
+    "3.90": "Alpha-Beta Complex",
+}
+_STRUCTURE_SUFFIXES = (".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz", ".pdb", ".ent", ".cif", ".mmcif")
+
+
+class DatasetError(Exception):
+    """A labels file, structure source or option that cannot be used (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One labelled CATH domain."""
+
+    cath_id: str
+    cath_code: str  # C.A.T.H
+    resolution: float
+
+    @property
+    def architecture(self) -> str:
+        return ".".join(self.cath_code.split(".")[:2])
+
+    @property
+    def superfamily(self) -> str:
+        return ".".join(self.cath_code.split(".")[:4])
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+def read_labels(text: str, source: str = "labels", *, one_per_s35: bool = True) -> list[Domain]:
+    """Parse a pool ``labels.csv`` (header ``cath_id,cath_code,...``) or a CATH domain
+    list (CLF: ``id C A T H S35 S60 S95 S100 count length resolution``, ``#`` comments).
+
+    For a CLF, ``one_per_s35`` keeps one domain per S35 cluster (best resolution, then
+    smallest id), which gives the 40 %-identity non-redundant set used in the paper.
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if first.startswith("cath_id,"):
+        return _read_pool_csv(text, source)
+    return _read_domain_list(text, source, one_per_s35)
+
+
+def _read_pool_csv(text: str, source: str) -> list[Domain]:
+    rows = csv.DictReader(io.StringIO(text))
+    missing = {"cath_id", "cath_code", "resolution"} - set(rows.fieldnames or ())
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
+    out = []
+    for line, row in enumerate(rows, start=2):
+        code = row["cath_code"].strip()
+        if len(code.split(".")) < 4:
+            raise DatasetError(f"{source}:{line}: cath_code {code!r} is not C.A.T.H")
+        domain = Domain(row["cath_id"].strip(), ".".join(code.split(".")[:4]), _float(row["resolution"], source, line))
+        if row.get("architecture") and row["architecture"].strip() != domain.architecture:
+            raise DatasetError(f"{source}:{line}: architecture {row['architecture']!r} disagrees with {code}")
+        out.append(domain)
+    return out
+
+
+def _read_domain_list(text: str, source: str, one_per_s35: bool) -> list[Domain]:
+    best: dict[str, tuple[float, str, Domain]] = {}
+    out = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        cols = raw.split()
+        if len(cols) < 12 or not all(c.isdigit() for c in cols[1:6]):
+            raise DatasetError(f"{source}:{line}: not a CATH domain list line (need 12 columns: id C A T H S35 ... resolution)")
+        domain = Domain(cols[0], ".".join(cols[1:5]), _float(cols[11], source, line))
+        if not one_per_s35:
+            out.append(domain)
+            continue
+        key, rank = ".".join(cols[1:6]), (domain.resolution, domain.cath_id)
+        if key not in best or rank < best[key][:2]:
+            best[key] = (*rank, domain)
+    return out if not one_per_s35 else sorted((v[2] for v in best.values()), key=lambda d: d.cath_id)
+
+
+def _float(value: str, source: str, line: int) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise DatasetError(f"{source}:{line}: resolution {value!r} is not a number") from None
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def assign_splits(superfamilies: Iterable[str], labels: Iterable, n_splits: int = 10, seed: int = 0) -> np.ndarray:
+    """Assign whole superfamilies to ``n_splits`` splits so that every split holds every
+    class with close to 1/n_splits of its domains.
+
+    Per class, superfamilies are placed largest first (ties in random order, from
+    ``seed``) into the split with the fewest domains of that class (ties: fewest domains
+    overall, then random). Raises :class:`DatasetError` if a class has fewer
+    superfamilies than splits.
+    """
+    sfs, labels = np.asarray(list(superfamilies)), np.asarray(list(labels))
+    if n_splits < 1:
+        raise DatasetError("the number of splits must be at least 1")
+    rng = np.random.default_rng(seed)
+    out = np.full(len(sfs), -1, dtype=np.int8)
+    totals = np.zeros(n_splits, dtype=np.int64)
+    for c in np.unique(labels):
+        names, inverse, sizes = np.unique(sfs[labels == c], return_inverse=True, return_counts=True)
+        if len(names) < n_splits:
+            raise DatasetError(f"class {c} has {len(names)} superfamilies, fewer than {n_splits} splits")
+        order = rng.permutation(len(names))
+        order = order[np.argsort(-sizes[order], kind="stable")]
+        counts = np.zeros(n_splits, dtype=np.int64)
+        chosen = np.empty(len(names), dtype=np.int8)
+        for s in order:
+            j = np.lexsort((rng.random(n_splits), totals, counts))[0]
+            chosen[s] = j
+            counts[j] += sizes[s]
+            totals[j] += sizes[s]
+        out[labels == c] = chosen[inverse]
+    return out
+
+
+# ---------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build_dataset` wrote and skipped."""
+
+    path: Path
+    summary_path: Path
+    summary: dict
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _extract(job: tuple[str, str, bytes | None, str]) -> tuple[str, object]:
+    """Worker: (cath_id, path or archive member, its bytes or None, atoms) -> (cath_id,
+    (coords, channels, residue_index, n_channels)) or (cath_id, error message)."""
+    cath_id, name, data, atoms = job
+    try:
+        structure = read_structure(name, data=data)
+        coords, channels, n_channels = select_atoms(structure, atoms)
+        if len(coords) == 0:
+            raise StructureError(name, f"no {atoms} atoms")
+        return cath_id, (coords, channels, structure.residue_index[selection_mask(structure, atoms)], n_channels)
+    except StructureError as exc:
+        return cath_id, str(exc)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is reported and skipped
+        return cath_id, f"{name}: {type(exc).__name__}: {exc}"
+
+
+def _domain_id(name: str) -> str:
+    base = os.path.basename(name)
+    for suffix in _STRUCTURE_SUFFIXES:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _directory_jobs(root: Path, wanted: set[str], atoms: str) -> tuple[list, int]:
+    files = {}
+    for entry in os.scandir(root):
+        if entry.is_file() and _domain_id(entry.name) in wanted:
+            files.setdefault(_domain_id(entry.name), entry.path)
+    return [(i, files[i], None, atoms) for i in sorted(files)], len(files)
+
+
+def _tar_members(path: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            if member.isfile():
+                yield os.path.basename(member.name), tar, member
+
+
+def _tar_labels(path: Path) -> str:
+    for base, tar, member in _tar_members(path):
+        if base == "labels.csv":
+            return tar.extractfile(member).read().decode()
+    raise DatasetError(f"{path}: no labels.csv in the archive; pass --labels")
+
+
+def _tar_jobs(path: Path, wanted: set[str], atoms: str, seen: set[str]) -> Iterator[tuple]:
+    for base, tar, member in _tar_members(path):
+        cath_id = _domain_id(base)
+        if base != "labels.csv" and cath_id in wanted and cath_id not in seen:
+            seen.add(cath_id)
+            yield cath_id, member.name, tar.extractfile(member).read(), atoms
+
+
+def _is_tar(path: Path) -> bool:
+    return path.is_file() and tarfile.is_tarfile(path)
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def build_dataset(
+    pdb: str | Path,
+    out: str | Path,
+    *,
+    labels: str | Path | None = None,
+    atoms: str = "ca",
+    n_splits: int = 10,
+    seed: int = 0,
+    max_radius: float | None = None,
+    one_per_s35: bool = True,
+    workers: int = 1,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+) -> BuildResult:
+    """Extract ``atoms`` ("ca", "backbone", "heavy") of every labelled domain found in
+    ``pdb`` (a directory of ``<cath_id>[.pdb|.ent|.cif][.gz]`` files or a tar archive
+    such as ``pool.tar.xz``), assign superfamily-disjoint splits and write ``out``
+    (npz) plus ``out`` with suffix ``.json`` (summary). ``labels`` defaults to the
+    archive's ``labels.csv``. Domains of other architectures than the ten are skipped;
+    with ``max_radius`` (Å) so are domains with an atom farther than that from their
+    centre (mean atom position, the voxel-grid centre). Unreadable files are passed to
+    ``on_error(cath_id, message)`` and skipped. Deterministic for a given ``seed``.
+    """
+    start = time.perf_counter()
+    pdb, out = Path(pdb), Path(out)
+    if not pdb.exists():
+        raise DatasetError(f"{pdb}: no such file or directory")
+    if labels is None and not _is_tar(pdb):
+        raise DatasetError("--labels is required unless --pdb is a tar archive with labels.csv")
+    try:
+        text = Path(labels).read_text() if labels is not None else _tar_labels(pdb)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{labels}: cannot read labels ({exc})") from None
+    all_domains = read_labels(text, str(labels or f"{pdb}:labels.csv"), one_per_s35=one_per_s35)
+    duplicates = [i for i, n in Counter(d.cath_id for d in all_domains).items() if n > 1]
+    if duplicates:
+        raise DatasetError(f"{labels}: duplicate domain id(s) {', '.join(duplicates[:5])}")
+    domains = [d for d in all_domains if d.architecture in ARCHITECTURES]
+    if not domains:
+        raise DatasetError(f"{labels or pdb}: no domain of the ten CATH architectures")
+    wanted = {d.cath_id for d in domains}
+
+    seen: set[str] = set()
+    if _is_tar(pdb):
+        jobs: Iterable[tuple] = _tar_jobs(pdb, wanted, atoms, seen)
+        total = len(wanted)
+    elif pdb.is_dir():
+        jobs, total = _directory_jobs(pdb, wanted, atoms)
+        seen.update(j[0] for j in jobs)
+    else:
+        raise DatasetError(f"{pdb}: neither a directory nor a tar archive")
+    if on_start:
+        on_start(total)
+
+    extracted: dict[str, tuple] = {}
+    errors: list[tuple[str, str]] = []
+    with multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for cath_id, result in (pool.imap(_extract, jobs, chunksize=8) if pool else map(_extract, jobs)):
+            if isinstance(result, str):
+                errors.append((cath_id, result))
+                if on_error:
+                    on_error(cath_id, result)
+            else:
+                extracted[cath_id] = result
+            if on_progress:
+                on_progress()
+
+    missing = sorted(wanted - seen)
+    too_large = []
+    if max_radius is not None:
+        for cath_id, (xyz, *_rest) in list(extracted.items()):
+            if np.linalg.norm(xyz - xyz.mean(0), axis=1).max() > max_radius:
+                too_large.append(cath_id)
+                del extracted[cath_id]
+    kept = [d for d in domains if d.cath_id in extracted]
+    if not kept:
+        raise DatasetError(f"{pdb}: no domain could be read")
+    codes = [c for c in ARCHITECTURES if any(d.architecture == c for d in kept)]
+    labels_ = np.array([codes.index(d.architecture) for d in kept], dtype=np.int64)
+    superfamilies = np.array([d.superfamily for d in kept])
+    splits = assign_splits(superfamilies, [d.architecture for d in kept], n_splits, seed)
+
+    arrays = [extracted[d.cath_id] for d in kept]
+    n_channels = arrays[0][3]
+    counts = np.array([len(a[0]) for a in arrays], dtype=np.int32)
+    meta = {
+        "format": FORMAT, "atoms": atoms, "n_channels": int(n_channels), "n_splits": n_splits,
+        "seed": seed, "max_radius": max_radius, "one_per_s35": one_per_s35,
+        "source": {"labels": str(labels) if labels else f"{pdb}:labels.csv", "pdb": str(pdb)},
+        "licence": "Derived from CATH (http://cathdb.info), CC BY 4.0; coordinates wwPDB (CC0).",
+    }
+    _atomic_savez(
+        out,
+        positions=np.concatenate([a[0] for a in arrays]).astype(np.float32),
+        channels=np.concatenate([a[1] for a in arrays]).astype(np.uint8),
+        residue_index=np.concatenate([a[2] for a in arrays]).astype(np.int32),
+        offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+        counts=counts,
+        labels=labels_,
+        class_codes=np.array(codes),
+        class_names=np.array([ARCHITECTURES[c] for c in codes]),
+        ids=np.array([d.cath_id for d in kept]),
+        cath_codes=np.array([d.cath_code for d in kept]),
+        superfamilies=superfamilies,
+        resolutions=np.array([d.resolution for d in kept], dtype=np.float32),
+        splits=splits,
+        meta=np.array(json.dumps(meta)),
+    )
+    table = np.zeros((len(codes), n_splits), dtype=np.int64)
+    np.add.at(table, (labels_, splits), 1)
+    summary = {
+        **meta,
+        "file": out.name,
+        "sha256": sha256(out),
+        "n_domains": len(kept),
+        "n_atoms": int(counts.sum()),
+        "n_superfamilies": int(len(np.unique(superfamilies))),
+        "atoms_per_domain": {"min": int(counts.min()), "median": float(np.median(counts)), "max": int(counts.max())},
+        "classes": {c: ARCHITECTURES[c] for c in codes},
+        "counts": {c: table[i].tolist() for i, c in enumerate(codes)},
+        "superfamilies_per_split": [int(len(np.unique(superfamilies[splits == s]))) for s in range(n_splits)],
+        "skipped": {
+            "other_architecture": len(all_domains) - len(domains),
+            "missing_file": missing,
+            "unreadable": dict(errors),
+            "too_large": too_large,
+        },
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    summary_path = out.with_suffix(".json")
+    atomic_write(summary_path, (json.dumps(summary, indent=1) + "\n").encode())
+    return BuildResult(out, summary_path, summary, errors)
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+class CathData:
+    """A dataset written by :func:`build_dataset`, loaded into memory (no pickle)."""
+
+    KEYS = (
+        "positions", "channels", "residue_index", "offsets", "labels", "class_codes", "class_names",
+        "ids", "cath_codes", "superfamilies", "resolutions", "splits", "meta",
+    )
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                missing = [k for k in self.KEYS if k not in z]
+                if missing:
+                    raise DatasetError(f"{self.path}: not a cathnet CATH dataset (missing {', '.join(missing)})")
+                arrays = {k: z[k] for k in self.KEYS}
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.path}: cannot read dataset ({exc})") from None
+        self.meta: dict = json.loads(str(arrays.pop("meta")))
+        if self.meta.get("format") != FORMAT:
+            raise DatasetError(f"{self.path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.positions = arrays["positions"]
+        self.channels = arrays["channels"]
+        self.residue_index = arrays["residue_index"]
+        self.offsets = arrays["offsets"]
+        self.labels = arrays["labels"]
+        self.class_codes = [str(c) for c in arrays["class_codes"]]
+        self.class_names = [str(c) for c in arrays["class_names"]]
+        self.ids = arrays["ids"]
+        self.cath_codes = arrays["cath_codes"]
+        self.superfamilies = arrays["superfamilies"]
+        self.resolutions = arrays["resolutions"]
+        self.splits = arrays["splits"]
+        self.n_channels: int = self.meta["n_channels"]
+        self.n_splits: int = self.meta["n_splits"]
+        self._sha256: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_codes)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the npz file (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = sha256(self.path)
+        return self._sha256
+
+    def atoms(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates (n, 3) and channels (n,) of domain ``i``."""
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return self.positions[lo:hi], self.channels[lo:hi]
+
+    def indices(self, splits: Iterable[int]) -> np.ndarray:
+        """Domain indices whose split is in ``splits``."""
+        splits = list(splits)
+        bad = [s for s in splits if not 0 <= s < self.n_splits]
+        if bad:
+            raise DatasetError(f"split(s) {bad} out of range: {self.path} has splits 0..{self.n_splits - 1}")
+        return np.flatnonzero(np.isin(self.splits, splits))

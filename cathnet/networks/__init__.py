@@ -1,0 +1,54 @@
+"""Network registry: every model maps (B, C, X, Y, Z) voxel grids to logits (B, n_classes).
+
+``build(name, in_channels=..., n_classes=..., **kwargs)`` returns the model with a
+``config`` dict (``{"name": ..., "in_channels": ..., "n_classes": ..., **kwargs}``) from
+which :func:`from_config` rebuilds it, e.g. when loading a checkpoint.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from cathnet.networks import cnn, steerable
+
+__all__ = ["NETWORKS", "EQUIVARIANT", "GRID_SIZED", "available", "build", "from_config", "n_parameters"]
+
+#: name -> constructor(in_channels, n_classes, **kwargs)
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    "cnn-resnet34": cnn.resnet34,
+    "cnn-compact": cnn.compact,
+    "se3resnet34": steerable.se3resnet34,
+    "se3-compact": steerable.se3_compact,
+}
+
+#: SE(3)-equivariant networks: rotation augmentation is off by default when training them.
+EQUIVARIANT: frozenset[str] = frozenset({"se3resnet34", "se3-compact"})
+
+#: Networks whose layout depends on the input grid (a ``grid_size`` keyword; training passes it).
+GRID_SIZED: frozenset[str] = frozenset({"se3resnet34", "se3-compact"})
+
+
+def available() -> list[str]:
+    """Registered network names, sorted."""
+    return sorted(NETWORKS)
+
+
+def build(name: str, *, in_channels: int, n_classes: int, **kwargs: Any) -> nn.Module:
+    """Instantiate network ``name``; unknown names raise ``KeyError`` listing the choices."""
+    if name not in NETWORKS:
+        raise KeyError(f"unknown network {name!r}; available: {', '.join(available())}")
+    model = NETWORKS[name](in_channels, n_classes, **kwargs)
+    model.config = {"name": name, "in_channels": in_channels, "n_classes": n_classes, **kwargs}
+    return model
+
+
+def from_config(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a network from its ``config`` dict (lists become tuples, as JSON loses them)."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
+    return build(config["name"], **kwargs)
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,41 @@
+"""Equivariant layers: field types, steerable convolution, gates, norms, pooling.
+
+Tensors are (batch, channels, X, Y, Z); voxel (i, j, k) sits at ``(i, j, k) - (N-1)/2``
+voxels from the grid centre, so a 3×3 rotation acts on index triples directly. Channels
+are the fields of a :class:`FieldType` in order of increasing l, each field's 2l+1
+components contiguous in the order of :mod:`cathnet.so3` (order 1 = (x, y, z)).
+"""
+import copy
+
+import torch.nn as nn
+
+from cathnet.nn.conv import SE3Conv, check_centred
+from cathnet.nn.field import FieldType
+from cathnet.nn.nonlinearity import Gate, NormNonlinearity
+from cathnet.nn.norm import EquivariantBatchNorm, FieldDropout
+from cathnet.nn.pool import EquivariantAvgPool, GlobalPool
+
+__all__ = [
+    "FieldType",
+    "SE3Conv",
+    "Gate",
+    "NormNonlinearity",
+    "EquivariantBatchNorm",
+    "FieldDropout",
+    "EquivariantAvgPool",
+    "GlobalPool",
+    "check_centred",
+    "collapse",
+]
+
+
+def collapse(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every :class:`SE3Conv` replaced by the plain ``nn.Conv3d``
+    it computes (no basis at inference). Call after training, in eval mode."""
+    if isinstance(module, SE3Conv):
+        return module.to_conv3d()
+    out = copy.copy(module)
+    out._modules = {name: collapse(child) if child is not None else None for name, child in module._modules.items()}
+    out._parameters = dict(module._parameters)
+    out._buffers = dict(module._buffers)
+    return out

@@ -1,0 +1,493 @@
+"""Training loop for voxel-grid classifiers (task ``cath``: CATH architectures).
+
+The loop is task-agnostic: a *task* yields item indices per split, class labels per item
+and padded atom batches; atoms are rotated and voxelized on the training device
+(:func:`cathnet.voxel.voxelize_batch`), then fed to a network from
+:mod:`cathnet.networks`. Paper recipe (Weiler et al. 2018): Adam, learning rate decayed
+by ``lr_decay`` per epoch after ``burn_in`` epochs, L1 + L2 weight penalties, random
+rotations for plain CNNs, splits 7/1/2 of 10 for train/validation/test.
+
+Reproducibility: all randomness of epoch ``e`` (data order, rotations, dropout) is seeded
+from ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly
+as if never interrupted. Under ``torchrun`` (``WORLD_SIZE`` > 1) every global batch is
+split between the processes (gloo on CPU, nccl on GPU) and the loss is scaled so the
+averaged gradient equals the single-process gradient of the global batch; only rank 0
+writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from cathnet import networks
+from cathnet.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    cpu_tensors,
+    load_optimizer,
+    optimizer_tensors,
+    read_json,
+    save_model,
+    write_json,
+)
+from cathnet.data import CathData
+from cathnet.so3 import random_rotation
+from cathnet.voxel import voxelize_batch
+
+__all__ = [
+    "TrainConfig",
+    "TrainError",
+    "Batch",
+    "Voxels",
+    "CathTask",
+    "TASKS",
+    "make_task",
+    "resolve_device",
+    "predict",
+    "stratified_subset",
+    "train",
+]
+
+STATE_FORMAT = "cathnet-train-state/1"
+_SYNC_EVERY = 10  # steps between reads of the running loss (each read synchronises a GPU)
+#: Options that must not change when a run is resumed.
+_RESUME_KEYS = (
+    "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
+    "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
+)
+
+
+class TrainError(Exception):
+    """A training option or state that cannot be used (one-line message)."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train` (defaults: the paper's CNN recipe, 50³ × 2 Å grids)."""
+
+    data: str
+    model: str
+    out: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = "cath"
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 5e-4
+    lr_decay: float = 0.94
+    burn_in: int = 40
+    l1: float = 1e-7
+    l2: float = 1e-7
+    augment: bool | None = None  # None: on for plain CNNs, off for equivariant networks
+    val_splits: tuple[int, ...] = (7,)
+    test_splits: tuple[int, ...] = (8, 9)
+    train_fraction: float = 1.0
+    grid_size: int = 50
+    voxel_size: float = 2.0
+    sigma: float = 1.0
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+class Batch(NamedTuple):
+    """Padded atoms of a batch (CPU tensors)."""
+
+    coords: torch.Tensor  # (B, A, 3) float32, Å
+    mask: torch.Tensor  # (B, A) bool
+    channels: torch.Tensor  # (B, A) long
+    targets: torch.Tensor  # (B,) long
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """Voxelization parameters (grid centred on the mean atom position)."""
+
+    grid_size: int = 50
+    voxel_size: float = 2.0
+    sigma: float = 1.0
+
+
+class CathTask:
+    """CATH architecture classification: one grid per domain, label = architecture."""
+
+    name = "cath"
+
+    def __init__(self, data: str | Path):
+        self.data = CathData(data)
+        self.in_channels = self.data.n_channels
+        self.n_classes = self.data.n_classes
+        self.labels = self.data.labels
+        self.n_splits = self.data.n_splits
+
+    def items(self, splits) -> np.ndarray:
+        return self.data.indices(splits)
+
+    def batch(self, items: np.ndarray) -> Batch:
+        atoms = [self.data.atoms(i) for i in items]
+        width = max(len(xyz) for xyz, _ in atoms)
+        coords = np.zeros((len(items), width, 3), np.float32)
+        channels = np.zeros((len(items), width), np.int64)
+        mask = np.zeros((len(items), width), bool)
+        for b, (xyz, ch) in enumerate(atoms):
+            coords[b, : len(xyz)], channels[b, : len(xyz)], mask[b, : len(xyz)] = xyz, ch, True
+        targets = torch.from_numpy(self.labels[items].astype(np.int64))
+        return Batch(torch.from_numpy(coords), torch.from_numpy(mask), torch.from_numpy(channels), targets)
+
+    def metadata(self) -> dict:
+        d = self.data
+        return {
+            "task": self.name,
+            "input": {"atoms": d.meta["atoms"], "n_channels": d.n_channels},
+            "classes": {"codes": d.class_codes, "names": d.class_names},
+            "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits},
+        }
+
+
+TASKS = {"cath": CathTask}
+
+
+def make_task(name: str, data: str | Path):
+    if name not in TASKS:
+        raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
+    return TASKS[name](data)
+
+
+def stratified_subset(items: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Keep ``round(fraction · n_c)`` (at least 1) items of every class c, chosen by a
+    seeded per-class permutation, so smaller fractions are subsets of larger ones."""
+    if not 0 < fraction <= 1:
+        raise TrainError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return items
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels[items]):
+        members = items[labels[items] == c]
+        keep.append(members[rng.permutation(len(members))][: max(1, round(fraction * len(members)))])
+    return np.sort(np.concatenate(keep))
+
+
+# ---------------------------------------------------------------------------- device
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise TrainError(f"--device must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device available")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, device: torch.device) -> torch.Tensor:
+    R = None if rotations is None else torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    x = voxelize_batch(
+        batch.coords.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
+        batch.channels.to(device, non_blocking=True), task.in_channels,
+        grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
+    )
+    return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, task, items: np.ndarray, voxels: Voxels, *, device: torch.device,
+    batch_size: int = 32, rotations: np.ndarray | None = None, on_batch=None,
+) -> torch.Tensor:
+    """Logits (len(items), n_classes) float32 on CPU, in eval mode; ``rotations``
+    (len(items), 3, 3) rotates each structure before voxelization."""
+    model.eval()
+    out = []
+    for lo in range(0, len(items), batch_size):
+        batch = task.batch(items[lo: lo + batch_size])
+        R = None if rotations is None else rotations[lo: lo + batch_size]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(model(_voxelize(batch, task, voxels, R, device)).float().cpu())
+        if on_batch:
+            on_batch(len(batch.targets))
+    return torch.cat(out) if out else torch.zeros(0, task.n_classes)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def _penalty(params: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | float:
+    if not (l1 or l2) or not params:
+        return 0.0
+    return sum(l1 * p.abs().sum() + l2 * p.pow(2).sum() for p in params)
+
+
+def _learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``: constant for ``burn_in`` epochs, then × lr_decay per epoch."""
+    return config.lr * config.lr_decay ** max(0, epoch + 1 - config.burn_in)
+
+
+def _all_reduce(values: list[float], device: torch.device, world: int) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+class _Run:
+    """State of one training run on one process."""
+
+    def __init__(self, config: TrainConfig, console: Console):
+        self.config, self.console = config, console
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.out = Path(config.out)
+        self.voxels = Voxels(config.grid_size, config.voxel_size, config.sigma)
+        self.task = make_task(config.task, config.data)
+        self._split_items()
+        if config.model not in networks.NETWORKS:
+            raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
+        self.augment = config.augment if config.augment is not None else config.model not in networks.EQUIVARIANT
+        kwargs = dict(config.model_kwargs)
+        if config.model in networks.GRID_SIZED:
+            kwargs.setdefault("grid_size", config.grid_size)
+        torch.manual_seed(config.seed)
+        try:
+            self.model = networks.build(
+                config.model, in_channels=self.task.in_channels, n_classes=self.task.n_classes, **kwargs
+            ).to(self.device)
+        except TypeError as exc:
+            raise TrainError(f"--model-arg: {exc}") from None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.penalised = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.endswith("bias")]
+        self.start_epoch, self.best = 0, {"epoch": None, "val_acc": -1.0, "val_loss": math.inf}
+        if config.resume:
+            self._resume()
+        elif (self.out / "last.json").exists():
+            raise TrainError(f"--out {self.out} already holds a training run; pass --resume or choose another --out")
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last_3d)
+            torch.backends.cudnn.benchmark = True
+        self.net = self.model
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    def _split_items(self) -> None:
+        c, n = self.config, self.task.n_splits
+        held_out = set(c.val_splits) | set(c.test_splits)
+        if set(c.val_splits) & set(c.test_splits):
+            raise TrainError("--val-splits and --test-splits overlap")
+        if not c.val_splits:
+            raise TrainError("--val-splits: at least one validation split is needed (best checkpoint)")
+        bad = sorted(s for s in held_out if not 0 <= s < n)
+        if bad:
+            raise TrainError(f"split(s) {bad} out of range: {c.data} has splits 0..{n - 1}")
+        train = self.task.items([s for s in range(n) if s not in held_out])
+        self.train_items = stratified_subset(train, self.task.labels, c.train_fraction, c.seed)
+        self.val_items = self.task.items(c.val_splits)
+        if len(self.train_items) < self.world:
+            raise TrainError("no training split left: every split is a validation or test split")
+        if c.batch_size < self.world:
+            raise TrainError(f"--batch-size {c.batch_size} is smaller than the {self.world} processes")
+
+    # -- checkpoints
+
+    def _state_key(self) -> dict:
+        return {k: v for k, v in asdict(self.config).items() if k in _RESUME_KEYS}
+
+    def _resume(self) -> None:
+        path = self.out / "last.json"
+        if not path.exists():
+            if self.rank == 0:
+                self.console.print(f"no checkpoint in {self.out}; starting from scratch")
+            return
+        state = read_json(path)
+        if state.get("format") != STATE_FORMAT:
+            raise CheckpointError(f"{path}: format {state.get('format')!r}, expected {STATE_FORMAT!r}")
+        saved, now = state["config"], json.loads(json.dumps(self._state_key()))
+        changed = [f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in now if saved.get(k) != now[k]]
+        if changed:
+            raise TrainError(f"--resume: options differ from the checkpoint in {self.out}: {', '.join(changed)}")
+        if state["data_sha256"] != self.task.data.sha256:
+            raise TrainError(f"--resume: {self.config.data} is not the dataset the checkpoint was trained on")
+        try:
+            self.model.load_state_dict(st_load((self.out / state["weights"]).read_bytes()))
+            tensors = st_load((self.out / state["optimizer"]).read_bytes())
+        except OSError as exc:
+            raise CheckpointError(f"{self.out}: cannot read checkpoint ({exc})") from None
+        load_optimizer(self.optimizer, tensors, state["optimizer_state"])
+        self.start_epoch, self.best = state["epoch"], state["best"]
+        if self.rank == 0:
+            metrics = self.out / "metrics.jsonl"
+            if metrics.exists():
+                lines = [l for l in metrics.read_text().splitlines() if l and json.loads(l)["epoch"] <= self.start_epoch]
+                atomic_write(metrics, "".join(l + "\n" for l in lines).encode())
+            self.console.print(f"resuming {self.out} after epoch {self.start_epoch}")
+
+    def _metadata(self, metrics: dict) -> dict:
+        c = self.config
+        meta = self.task.metadata()
+        meta["input"].update(asdict(self.voxels), centre="mean atom position")
+        meta["data"].update(
+            val_splits=list(c.val_splits), test_splits=list(c.test_splits), train_fraction=c.train_fraction,
+            n_train=len(self.train_items), n_val=len(self.val_items),
+        )
+        meta["training"] = {
+            **{k: v for k, v in asdict(c).items() if k not in ("data", "out", "resume", "progress", "device")},
+            "augment": self.augment, "world_size": self.world,
+        }
+        meta["metrics"] = metrics
+        meta["software"] = {"cathnet": importlib.metadata.version("cathnet"), "torch": torch.__version__}
+        meta["licence"] = "Trained on CATH (http://cathdb.info) data, CC BY 4.0."
+        return meta
+
+    def _save(self, epoch: int, metrics: dict) -> None:
+        stem = f"epoch-{epoch:04d}"
+        atomic_write(self.out / f"{stem}.safetensors", st_save(cpu_tensors(self.model.state_dict())))
+        tensors, rest = optimizer_tensors(self.optimizer)
+        atomic_write(self.out / f"{stem}.optim.safetensors", st_save(tensors))
+        if metrics["val_acc"] > self.best["val_acc"] or (
+            metrics["val_acc"] == self.best["val_acc"] and metrics["val_loss"] < self.best["val_loss"]
+        ):
+            self.best = {"epoch": epoch, "val_acc": metrics["val_acc"], "val_loss": metrics["val_loss"]}
+            save_model(self.out / "best", self.model, self._metadata(metrics))
+        write_json(self.out / "last.json", {
+            "format": STATE_FORMAT, "epoch": epoch, "weights": f"{stem}.safetensors",
+            "optimizer": f"{stem}.optim.safetensors", "optimizer_state": rest, "best": self.best,
+            "config": self._state_key(), "data_sha256": self.task.data.sha256, "metrics": metrics,
+        })
+        for old in self.out.glob("epoch-*.safetensors"):
+            if not old.name.startswith(stem + "."):
+                old.unlink()
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+    # -- loop
+
+    def _epoch(self, epoch: int, progress: Progress | None) -> tuple[float, float]:
+        c, world, rank = self.config, self.world, self.rank
+        rng = np.random.default_rng([c.seed, epoch])
+        torch.manual_seed(_seed(c.seed, epoch, rank))
+        order = rng.permutation(self.train_items)
+        rotations = random_rotation(len(order), rng) if self.augment else None
+        starts = [s for s in range(0, len(order), c.batch_size) if len(order) - s >= world]
+        bar = progress.add_task("train", total=len(starts), epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0) if progress else None
+        self.net.train()
+        stats = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, seen
+        for step, start in enumerate(starts):
+            size = min(c.batch_size, len(order) - start)
+            local = start + np.array_split(np.arange(size), world)[rank]
+            batch = self.task.batch(order[local])
+            x = _voxelize(batch, self.task, self.voxels, None if rotations is None else rotations[local], self.device)
+            y = batch.targets.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                logits = self.net(x).float()
+            batch_loss = F.cross_entropy(logits, y, reduction="sum")
+            loss = batch_loss * (world / size) + _penalty(self.penalised, c.l1, c.l2)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            stats += torch.stack([batch_loss.detach().double(), (logits.argmax(1) == y).sum().double(), stats.new_tensor(len(y))])
+            if step % _SYNC_EVERY == _SYNC_EVERY - 1 or step == len(starts) - 1:  # read back rarely (GPU sync)
+                loss_sum, correct, seen = stats.tolist()
+                if not math.isfinite(loss_sum):
+                    raise TrainError(f"training loss is {loss_sum} at epoch {epoch}, step {step + 1}; try a lower --lr")
+                if bar is not None:
+                    progress.update(bar, completed=step + 1, loss=loss_sum / seen, acc=correct / seen)
+        if bar is not None:
+            progress.remove_task(bar)
+        loss_sum, correct, seen = _all_reduce(stats.tolist(), self.device, world)
+        return loss_sum / seen, correct / seen
+
+    def _validate(self) -> tuple[float, float]:
+        if self.world > 1:  # evaluate every shard with rank 0's batch-norm statistics
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
+        items = self.val_items[self.rank:: self.world]
+        logits = predict(self.model, self.task, items, self.voxels, device=self.device, batch_size=self.config.batch_size)
+        y = torch.from_numpy(self.task.labels[items].astype(np.int64))
+        loss = F.cross_entropy(logits, y, reduction="sum").item() if len(items) else 0.0
+        loss, correct, n = _all_reduce([loss, (logits.argmax(1) == y).sum().item(), len(items)], self.device, self.world)
+        return loss / n, correct / n
+
+    def run(self) -> dict:
+        c, lead = self.config, self.rank == 0
+        if lead:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.console.print(
+                f"{c.model}: {networks.n_parameters(self.model):,} parameters, {len(self.train_items)} train / "
+                f"{len(self.val_items)} val domains, augment={self.augment}, device={self.device}, processes={self.world}"
+            )
+        columns = (
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"), TimeRemainingColumn(),
+        )
+        progress = Progress(*columns, console=self.console, transient=True) if lead and c.progress else None
+        with progress or contextlib.nullcontext():
+            for epoch in range(self.start_epoch, c.epochs):
+                tic = time.perf_counter()
+                lr = _learning_rate(c, epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                train_loss, train_acc = self._epoch(epoch + 1, progress)
+                val_loss, val_acc = self._validate()
+                metrics = {
+                    "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                    "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "time": time.perf_counter() - tic,
+                }
+                if lead:
+                    self._save(epoch + 1, metrics)
+                    if c.progress:
+                        self.console.print(
+                            f"epoch {epoch + 1}/{c.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+                            f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {metrics['time']:.1f}s"
+                        )
+        if self.world > 1:
+            dist.barrier()
+        return {"out": str(self.out), "best": self.best, "epochs": c.epochs, "augment": self.augment}
+
+
+def train(config: TrainConfig, console: Console | None = None) -> dict:
+    """Train ``config.model`` on ``config.data``; checkpoints, ``best.*`` and
+    ``metrics.jsonl`` go to ``config.out``. Returns the best epoch and its validation
+    metrics. Initialises (and tears down) torch.distributed when ``WORLD_SIZE`` > 1."""
+    console = console or Console(stderr=True)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        cuda = config.device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        return _Run(config, console).run()
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

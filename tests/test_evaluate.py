@@ -1,0 +1,81 @@
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cath_helpers import build_fixture_dataset, tiny_config
+from cathnet.cli import app
+from cathnet.evaluate import classification_metrics, evaluate
+from cathnet.train import TrainError, train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    data = build_fixture_dataset(tmp_path_factory.mktemp("data") / "fixtures.npz")
+    out = tmp_path_factory.mktemp("run")
+    train(tiny_config(data, out, epochs=1))
+    return data, out
+
+
+def test_classification_metrics_by_hand():
+    m = classification_metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), 3)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["precision"] == pytest.approx([0.5, 2 / 3, 0.0])
+    assert m["recall"] == pytest.approx([0.5, 1.0, 0.0])
+    assert m["f1"] == pytest.approx([0.5, 0.8, 0.0])
+    assert m["macro_f1"] == pytest.approx(1.3 / 3) and m["support"] == [2, 2, 1]
+
+
+def test_evaluate_reports_every_metric(model):
+    data, out = model
+    r = evaluate(out / "best.json", data, rotations=2, device="cpu", batch_size=4)
+    assert r["splits"] == [3] and r["n"] == 10 and r["data_matches_training"]
+    assert np.array(r["confusion"]).sum() == r["n"] and len(r["f1"]) == len(r["precision"]) == 10
+    assert r["accuracy"] == pytest.approx(np.trace(np.array(r["confusion"])) / r["n"])
+    rot = r["rotation"]
+    assert rot["n_rotations"] == 2 and len(rot["passes"]) == 2
+    assert all(0 <= p["accuracy"] <= 1 and 0 <= p["agreement"] <= 1 for p in rot["passes"])
+    assert rot["accuracy_mean"] == pytest.approx(np.mean([p["accuracy"] for p in rot["passes"]]))
+    again = evaluate(out, data, splits=[3], rotations=2, device="cpu")  # training folder = its best model
+    assert again["rotation"] == rot and again["confusion"] == r["confusion"]  # seeded, batch-size independent
+    with pytest.raises(TrainError, match="no domain in split"):
+        evaluate(out, data, splits=[], rotations=0)
+
+
+def test_cli_evaluate_writes_json_and_png(model, tmp_path):
+    data, out = model
+    result = tmp_path / "metrics.json"
+    r = CliRunner().invoke(app, ["evaluate", str(out / "best.safetensors"), "--data", str(data), "--rotations", "1",
+                                 "--device", "cpu", "-o", str(result)])
+    assert r.exit_code == 0, r.output
+    assert "confusion matrix" in r.output and "per class" in r.output and "rotation robustness" in r.output
+    saved = json.loads(result.read_text())
+    assert {"accuracy", "precision", "recall", "f1", "confusion", "rotation", "classes"} <= set(saved)
+    assert result.with_suffix(".png").read_bytes().startswith(PNG)
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "missing.json"), "--data", str(data)])
+    assert r.exit_code == 1 and "missing.json: no such file" in r.output and "Traceback" not in r.output
+
+
+def test_data_efficiency_experiment_runs_end_to_end(model, tmp_path, monkeypatch):
+    data, _ = model
+    script = Path(__file__).parents[1] / "experiments" / "data_efficiency.py"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--data", str(data), "--out", str(tmp_path), "--models", "cnn-compact", "--fractions", "1,0.5",
+        "--epochs", "1", "--burn-in", "0", "--grid-size", "16", "--voxel-size", "6", "--val-splits", "2",
+        "--test-splits", "3", "--device", "cpu", "--no-progress", "--lr", "cnn-compact=1e-3",
+    ])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_.value.code == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(r["model"], r["fraction"], r["epochs"]) for r in results] == [("cnn-compact", 1.0, 1), ("cnn-compact", 0.5, 2)]
+    assert results[1]["n_train"] == 10 and 0 <= results[1]["test_accuracy"] <= 1
+    assert (tmp_path / "data_efficiency.png").read_bytes().startswith(PNG)
+    assert "| 0.5 |" in (tmp_path / "data_efficiency.md").read_text()
