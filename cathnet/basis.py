@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from cathnet import so3
 
@@ -78,13 +79,12 @@ def _unnormalised(j: int, l: int, size: int, sigma: float, rule: str, points: np
     Q = so3.change_of_basis(j, l)
     r = np.linalg.norm(points, axis=-1)
     starts = np.cumsum([0] + [2 * J + 1 for J in range(abs(j - l), j + l + 1)])
-    out = []
+    out, angular = [], {}
     for m, J in _terms(j, l, size, rule):
-        i = J - abs(j - l)
-        QJ = Q[starts[i] : starts[i + 1]]  # (2J+1, (2j+1)(2l+1))
-        Y = so3.spherical_harmonics(J, points)  # (..., 2J+1), zero at the origin for J > 0
-        radial = np.exp(-((r - m) ** 2) / (2 * sigma**2))
-        k = np.einsum("...M,Mn->n...", Y * radial[..., None], QJ)
+        if J not in angular:  # Q_Jᵀ Y^J(x̂): ((2j+1)(2l+1), ...), zero at the origin for J > 0
+            i = J - abs(j - l)
+            angular[J] = np.einsum("...M,Mn->n...", so3.spherical_harmonics(J, points), Q[starts[i] : starts[i + 1]])
+        k = angular[J] * np.exp(-((r - m) ** 2) / (2 * sigma**2))
         out.append(k.reshape((2 * j + 1, 2 * l + 1) + points.shape[:-1]))
     if not out:
         return np.zeros((0, 2 * j + 1, 2 * l + 1) + points.shape[:-1])
@@ -111,6 +111,11 @@ def _cache_dir() -> Path | None:
     return None if root in ("", "0", "off") else Path(root) / "basis"
 
 
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel_basis(j: int, l: int, size: int, sigma: float, rule: str) -> np.ndarray:
     key = hashlib.sha1(f"v1-{j}-{l}-{size}-{sigma!r}-{rule}".encode()).hexdigest()[:16]
@@ -124,7 +129,8 @@ def _kernel_basis(j: int, l: int, size: int, sigma: float, rule: str) -> np.ndar
         if basis is not None and basis.shape == (basis_count(j, l, size, rule), 2 * j + 1, 2 * l + 1) + (size,) * 3:
             basis.setflags(write=False)
             return basis
-    basis = evaluate_basis(j, l, size, kernel_offsets(size), sigma=sigma, rule=rule)
+    with _blas().limit(limits=1):  # tiny matrices: BLAS threads only wait on each other
+        basis = evaluate_basis(j, l, size, kernel_offsets(size), sigma=sigma, rule=rule)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -301,8 +301,10 @@ def build_dataset(
         raise DatasetError("--labels is required unless --pdb is a tar archive with labels.csv")
     try:
         text = Path(labels).read_text() if labels is not None else _tar_labels(pdb)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{labels}: cannot read labels ({exc})") from None
+    except OSError as exc:
+        raise DatasetError(f"{labels}: cannot read labels ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{labels}: not a text file") from None
     all_domains = read_labels(text, str(labels or f"{pdb}:labels.csv"), one_per_s35=one_per_s35)
     duplicates = [i for i, n in Counter(d.cath_id for d in all_domains).items() if n > 1]
     if duplicates:
@@ -406,7 +408,7 @@ def build_dataset(
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # byte-reproducible: equal datasets, equal SHA-256
     atomic_write(path, buffer.getvalue())
 
 

@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cathnet.checkpoint import atomic_write, load_model
 from cathnet.so3 import random_rotation
@@ -58,11 +57,11 @@ def evaluate(
     dev = resolve_device(device)
     model, meta = load_model(checkpoint, dev)
     task = make_task(meta["task"], data)
-    codes = meta["classes"]["codes"]
-    if task.data.class_codes != codes:
-        raise TrainError(f"{data}: classes {task.data.class_codes} differ from the model's {codes}")
-    if task.in_channels != meta["input"]["n_channels"] or task.data.meta["atoms"] != meta["input"]["atoms"]:
-        raise TrainError(f"{data}: atoms {task.data.meta['atoms']!r} differ from the model's {meta['input']['atoms']!r}")
+    codes, info = meta["classes"]["codes"], task.metadata()
+    if info["classes"]["codes"] != codes:
+        raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
+    if info["input"] != {k: meta["input"][k] for k in info["input"]}:
+        raise TrainError(f"{data}: input {info['input']} differs from the model's {meta['input']}")
     splits = list(meta["data"]["test_splits"] if splits is None else splits)
     items = task.items(splits)
     if len(items) == 0:
@@ -99,8 +98,8 @@ def evaluate(
         "network": meta["network"]["name"],
         "n_parameters": meta["network"]["n_parameters"],
         "data": str(data),
-        "data_sha256": task.data.sha256,
-        "data_matches_training": task.data.sha256 == meta["data"]["sha256"],
+        "data_sha256": task.sha256,
+        "data_matches_training": task.sha256 == meta["data"]["sha256"],
         "splits": splits,
         "classes": {"codes": codes, "names": meta["classes"]["names"]},
         "device": str(dev),
@@ -132,6 +131,6 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, buffer.getvalue())

@@ -28,6 +28,7 @@ __all__ = [
     "spherical_harmonics",
     "wigner_D",
     "change_of_basis",
+    "generators",
     "random_rotation",
     "cube_rotations",
 ]
@@ -92,28 +93,45 @@ def wigner_D(l: int, R: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def generators(l: int) -> np.ndarray:
+    """The Lie-algebra generators of ``D^l``: (3, 2l+1, 2l+1) antisymmetric matrices with
+    ``D^l(exp(t [e_a]_×)) = expm(t L_a)``, exact to ~1e-13 (matrix log of a small rotation)."""
+    t = 1.0 / (l + 1)  # every eigen-angle m·t stays below π
+    out = np.stack([np.real(scipy.linalg.logm(wigner_D(l, Rotation.from_rotvec(t * e).as_matrix()))) / t for e in np.eye(3)])
+    out = (out - np.swapaxes(out, 1, 2)) / 2
+    out.setflags(write=False)
+    return out
+
+
+def _lowest_eigenvector(A: np.ndarray, what: str) -> np.ndarray:
+    """The null vector of ``A`` (whose null space must be one-dimensional)."""
+    if A.shape[1] == 1:  # scalar unknown: any nonzero value
+        return np.ones(1)
+    w, v = scipy.linalg.eigh(A.T @ A, subset_by_index=[0, 1])
+    if not w[0] < 1e-10 < w[1]:
+        raise ArithmeticError(f"{what}: intertwiner space is not one-dimensional ({w})")
+    return v[:, 0]
+
+
+@functools.lru_cache(maxsize=None)
 def _change_of_basis(j: int, l: int) -> np.ndarray:
+    n = (2 * j + 1) * (2 * l + 1)
     if j == 0 or l == 0:  # D^0 ⊗ D^l = D^l
-        Q = np.eye((2 * j + 1) * (2 * l + 1))
+        Q = np.eye(n)
         Q.setflags(write=False)
         return Q
-    rots = Rotation.random(2, random_state=1234).as_matrix()
-    Dj = [wigner_D(j, R) for R in rots]
-    Dl = [wigner_D(l, R) for R in rots]
+    # Generators of D^j ⊗ D^l; their Casimir -Σ G_a² has eigenvalue J(J+1) on the order-J part.
+    G = np.stack([np.kron(a, np.eye(2 * l + 1)) + np.kron(np.eye(2 * j + 1), b) for a, b in zip(generators(j), generators(l))])
+    w, V = np.linalg.eigh(-np.einsum("aij,ajk->ik", G, G))
     blocks = []
     for J in range(abs(j - l), j + l + 1):
-        DJ = [wigner_D(J, R) for R in rots]
-        # Intertwiner C (2J+1, (2j+1)(2l+1)): D^J(R) C = C (D^j ⊗ D^l)(R) for all R.
-        eye_J, eye_jl = np.eye(2 * J + 1), np.eye((2 * j + 1) * (2 * l + 1))
-        A = np.concatenate(
-            [np.kron(a, eye_jl) - np.kron(eye_J, np.kron(b, c).T) for a, b, c in zip(DJ, Dj, Dl)]
-        )
-        # The solution space is one-dimensional (multiplicity one): the lowest
-        # eigenvector of AᵀA, 20x faster than a full SVD null space.
-        w, v = scipy.linalg.eigh(A.T @ A, subset_by_index=[0, 1])
-        assert w[0] < 1e-10 < w[1], f"Clebsch-Gordan space for {j}x{l}->{J} is not 1-dim: {w}"
-        C = v[:, 0].reshape(2 * J + 1, -1)
-        C /= np.linalg.norm(C[0])  # orthonormal rows (Schur: C C^T ∝ I)
+        VJ = V[:, np.abs(w - J * (J + 1)) < 0.5]  # an orthonormal basis of the order-J part
+        k = 2 * J + 1
+        # Rotate it into our basis of D^J: M with L^J_a M = M (VJᵀ G_a VJ), a small system.
+        H = np.einsum("ni,anm,mj->aij", VJ, G, VJ)
+        A = np.concatenate([np.kron(LJ, np.eye(k)) - np.kron(np.eye(k), h.T) for LJ, h in zip(generators(J), H)])
+        C = _lowest_eigenvector(A, f"{j}x{l}->{J}").reshape(k, k) @ VJ.T
+        C /= np.linalg.norm(C[0])  # orthonormal rows (Schur: C Cᵀ ∝ I)
         first = np.flatnonzero(np.abs(C.ravel()) > 1e-6)[0]
         blocks.append(C * np.sign(C.ravel()[first]))  # deterministic sign
     Q = np.concatenate(blocks)
@@ -126,8 +144,9 @@ def change_of_basis(j: int, l: int) -> np.ndarray:
     """Orthogonal Q ((2j+1)(2l+1) square) with ``Q (D^j ⊗ D^l) Qᵀ = ⊕_{J=|j-l|}^{j+l} D^J``.
 
     Row block J (of size 2J+1, in increasing J) maps a row-major flattened (2j+1)×(2l+1)
-    matrix to its order-J part. Solved numerically as in the paper (null space of the
-    intertwining equations at two generic rotations); cached.
+    matrix to its order-J part. Solved numerically as in the paper: the Casimir operator of
+    the tensor product splits it into its order-J parts, and a small intertwining system
+    per J aligns each part with our ``D^J``; cached.
     """
     return _change_of_basis(int(j), int(l))
 

@@ -37,12 +37,15 @@ from typing import NamedTuple, Sequence
 import gemmi
 import numpy as np
 
+from cathnet.ss import assign_ca
+
 __all__ = [
-    "ELEMENT_CHANNELS", "SELECTIONS", "ResidueRange", "Structure", "StructureError",
+    "ELEMENT_CHANNELS", "SELECTIONS", "SS_CHANNELS", "ResidueRange", "Structure", "StructureError",
     "parse_residue_ranges", "read_structure", "select_atoms", "selection_mask",
 ]
 
-SELECTIONS = ("ca", "backbone", "heavy")
+SELECTIONS = ("ca", "ca-ss", "backbone", "heavy")
+SS_CHANNELS = ("helix", "strand", "coil")
 ELEMENT_CHANNELS = ("C", "N", "O", "S", "other")
 HYDROGENS = ("H", "D")
 
@@ -98,10 +101,6 @@ class ResidueRange(NamedTuple):
     chain: str | None
     start: tuple[int, str]
     end: tuple[int, str]
-
-    def __contains__(self, residue: tuple[str, int, str]) -> bool:
-        chain, num, icode = residue
-        return (self.chain is None or chain == self.chain) and self.start <= (num, icode) <= self.end
 
 
 _RANGE = re.compile(r"(?:([^:\s]+):)?(-?\d+)([A-Za-z]?)(?:-(-?\d+)([A-Za-z]?))?")
@@ -174,7 +173,7 @@ def _read_bytes(path) -> bytes:
         raise StructureError(path, exc.strerror or str(exc)) from None
 
 
-_TEXT = bytes(range(32, 127)) + b"\t\n\r\f\v"
+_TEXT = bytes(range(32, 127)) + bytes(range(128, 256)) + b"\t\n\r\f\v"  # any byte but controls
 _CIF_START = re.compile(rb"\s*(?:#[^\n]*\n\s*)*data_", re.I)
 _FIRST_ATOM = re.compile(rb"^(?:ATOM  |HETATM)[^\n]*", re.M)
 
@@ -189,7 +188,7 @@ def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool]:
     if not data.strip():
         raise StructureError(path, "empty file")
     head = data[:8192]
-    if b"\0" in head or len(head.translate(None, _TEXT)) > 0.1 * len(head):
+    if b"\0" in head or len(head.translate(None, _TEXT)) > 0.05 * len(head):
         raise StructureError(path, "binary data, not a PDB, mmCIF or PQR text file")
     name = str(path).lower().removesuffix(".gz")
     try:
@@ -304,7 +303,7 @@ def _extract(path, st, keep_chains, ranges, keep_hetero, keep_water, has_element
 
     amino, polymer_like = _by_name(res_name, _residue_kind).reshape(-1, 2).T
     peptide = {s for e in st.entities if e.polymer_type in _PEPTIDE for s in e.subchains}
-    if peptide:
+    if peptide:  # residues of peptide entities count as amino acids whatever their name
         amino |= np.isin(_strings(flat.subchains), list(peptide))
     protein = (entity == _POLYMER) & amino
     odd = (entity == _POLYMER) & ~amino
@@ -378,7 +377,7 @@ def _one_conformer(residue, site, name, has_alt, occ) -> np.ndarray:
 
 def selection_mask(structure: Structure, selection: str) -> np.ndarray:
     """(N,) bool: the atoms of ``selection`` ("ca", "backbone" or "heavy"); never hydrogens."""
-    if selection == "ca":
+    if selection in ("ca", "ca-ss"):
         return (structure.atom_name == "CA") & (structure.element == "C")
     if selection == "backbone":  # the element must fit the name: keeps a calcium named CA out
         name, element = structure.atom_name, structure.element
@@ -392,11 +391,16 @@ def selection_mask(structure: Structure, selection: str) -> np.ndarray:
 def select_atoms(structure: Structure, selection: str) -> tuple[np.ndarray, np.ndarray, int]:
     """(coords (M, 3) float32, channel (M,) int64, n_channels) of ``selection``.
 
-    "ca" and "backbone" have one channel; "heavy" has :data:`ELEMENT_CHANNELS` (C, N, O, S,
-    other), selenium counted as S (selenomethionine stands in for methionine).
+    "ca" and "backbone" have one channel; "ca-ss" types every Cα by its secondary
+    structure (:data:`SS_CHANNELS`, assigned from Cα geometry by :func:`cathnet.ss.assign_ca`);
+    "heavy" has :data:`ELEMENT_CHANNELS` (C, N, O, S, other), selenium counted as S
+    (selenomethionine stands in for methionine).
     """
     mask = selection_mask(structure, selection)
     coords = structure.coords[mask]
+    if selection == "ca-ss":
+        chain = structure.chain[mask]
+        return coords, assign_ca(coords, chain[1:] == chain[:-1]), len(SS_CHANNELS)
     if selection != "heavy":
         return coords, np.zeros(len(coords), np.int64), 1
     element = structure.element[mask]

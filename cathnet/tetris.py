@@ -233,6 +233,8 @@ def run_tetris(
     """Train each model on the canonical shapes and test it on ``per_shape`` random cube
     rotations of each shape (and on ``arbitrary`` Haar-random rotations when > 0).
     Deterministic for a given seed (and thread count)."""
+    if size % 4:
+        raise ValueError(f"grid size must be a multiple of 4 (two 2x poolings), got {size}")
     x, y = tetris_dataset(size)
     x_rot, y_rot = cube_rotated(x, y, per_shape, seed=seed)
     x_arb, y_arb = arbitrarily_rotated(arbitrary, size, seed=seed) if arbitrary else (None, None)

@@ -129,7 +129,12 @@ class Voxels:
 
 
 class CathTask:
-    """CATH architecture classification: one grid per domain, label = architecture."""
+    """CATH architecture classification: one grid per domain, label = architecture.
+
+    The task interface used by the loop: ``in_channels``, ``n_classes``, ``n_splits``,
+    ``labels`` (class of every item), ``sha256`` (of the data file), ``items(splits)``,
+    ``batch(items) -> Batch`` and ``metadata()`` (``task``, ``input``, ``classes``, ``data``).
+    """
 
     name = "cath"
 
@@ -139,6 +144,10 @@ class CathTask:
         self.n_classes = self.data.n_classes
         self.labels = self.data.labels
         self.n_splits = self.data.n_splits
+
+    @property
+    def sha256(self) -> str:
+        return self.data.sha256
 
     def items(self, splits) -> np.ndarray:
         return self.data.indices(splits)
@@ -336,7 +345,7 @@ class _Run:
         changed = [f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in now if saved.get(k) != now[k]]
         if changed:
             raise TrainError(f"--resume: options differ from the checkpoint in {self.out}: {', '.join(changed)}")
-        if state["data_sha256"] != self.task.data.sha256:
+        if state["data_sha256"] != self.task.sha256:
             raise TrainError(f"--resume: {self.config.data} is not the dataset the checkpoint was trained on")
         try:
             self.model.load_state_dict(st_load((self.out / state["weights"]).read_bytes()))
@@ -369,20 +378,17 @@ class _Run:
         meta["licence"] = "Trained on CATH (http://cathdb.info) data, CC BY 4.0."
         return meta
 
-    def _save(self, epoch: int, metrics: dict) -> None:
+    def _save(self, epoch: int, metrics: dict, improved: bool) -> None:
         stem = f"epoch-{epoch:04d}"
         atomic_write(self.out / f"{stem}.safetensors", st_save(cpu_tensors(self.model.state_dict())))
         tensors, rest = optimizer_tensors(self.optimizer)
         atomic_write(self.out / f"{stem}.optim.safetensors", st_save(tensors))
-        if metrics["val_acc"] > self.best["val_acc"] or (
-            metrics["val_acc"] == self.best["val_acc"] and metrics["val_loss"] < self.best["val_loss"]
-        ):
-            self.best = {"epoch": epoch, "val_acc": metrics["val_acc"], "val_loss": metrics["val_loss"]}
+        if improved:
             save_model(self.out / "best", self.model, self._metadata(metrics))
         write_json(self.out / "last.json", {
             "format": STATE_FORMAT, "epoch": epoch, "weights": f"{stem}.safetensors",
             "optimizer": f"{stem}.optim.safetensors", "optimizer_state": rest, "best": self.best,
-            "config": self._state_key(), "data_sha256": self.task.data.sha256, "metrics": metrics,
+            "config": self._state_key(), "data_sha256": self.task.sha256, "metrics": metrics,
         })
         for old in self.out.glob("epoch-*.safetensors"):
             if not old.name.startswith(stem + "."):
@@ -463,8 +469,11 @@ class _Run:
                     "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                     "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "time": time.perf_counter() - tic,
                 }
+                improved = (val_acc, -val_loss) > (self.best["val_acc"], -self.best["val_loss"])
+                if improved:  # identical on every rank: the metrics are all-reduced
+                    self.best = {"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
                 if lead:
-                    self._save(epoch + 1, metrics)
+                    self._save(epoch + 1, metrics, improved)
                     if c.progress:
                         self.console.print(
                             f"epoch {epoch + 1}/{c.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
@@ -478,7 +487,8 @@ class _Run:
 def train(config: TrainConfig, console: Console | None = None) -> dict:
     """Train ``config.model`` on ``config.data``; checkpoints, ``best.*`` and
     ``metrics.jsonl`` go to ``config.out``. Returns the best epoch and its validation
-    metrics. Initialises (and tears down) torch.distributed when ``WORLD_SIZE`` > 1."""
+    metrics (on every rank). Initialises (and tears down) torch.distributed when
+    ``WORLD_SIZE`` > 1."""
     console = console or Console(stderr=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():

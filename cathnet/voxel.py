@@ -63,7 +63,7 @@ def _channels(channels, n_atoms: int, n_channels: int) -> np.ndarray:
     return channels
 
 
-def _offsets(coords, center, rotation, grid_size: int, voxel_size: float) -> np.ndarray:
+def _offsets(coords, center, rotation, voxel_size: float) -> np.ndarray:
     """(A, 3) float64 atom positions relative to the grid centre, in voxels, after rotating about it."""
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
     if center is None:
@@ -111,7 +111,7 @@ def voxelize(
     atom position; ``rotation`` (3, 3) rotates the atoms about the centre first.
     """
     _check(grid_size, voxel_size, sigma, truncate)
-    t = _offsets(coords, center, rotation, grid_size, voxel_size)
+    t = _offsets(coords, center, rotation, voxel_size)
     channels = _channels(channels, len(t), n_channels)
     inside = (np.abs(t) < grid_size / 2).all(axis=1)
     index, w = _stencils(t[inside], grid_size, voxel_size, sigma, truncate)
@@ -138,7 +138,7 @@ def voxelize_dense(
 ) -> VoxelGrid:
     """Reference for :func:`voxelize`: every atom evaluated at every voxel (slow)."""
     _check(grid_size, voxel_size, sigma, truncate)
-    t = _offsets(coords, center, rotation, grid_size, voxel_size)
+    t = _offsets(coords, center, rotation, voxel_size)
     channels = _channels(channels, len(t), n_channels)
     n, m, r = grid_size, (grid_size - 1) / 2, _half_width(voxel_size, sigma, truncate)
     q = np.arange(n) - m                                    # voxel offsets from the grid centre
@@ -176,15 +176,17 @@ def voxelize_batch(
 
     ``coords`` (B, A, 3) Å, ``mask`` (B, A) bool marks real atoms, ``channels`` (B, A) long;
     ``center`` (B, 3) defaults to each structure's mean atom position; ``rotations`` (B, 3, 3)
-    rotate each structure about its centre (augmentation). Same densities as :func:`voxelize`
-    (positions in float64, sums in float32). With ``return_outside`` also returns the (B,)
-    counts of atoms outside the grid. On CUDA the scatter uses atomics: equal to float32
-    rounding, not bit-reproducible.
+    rotate each structure about its centre (augmentation, e.g. from
+    :func:`cathnet.so3.random_rotation`). Same densities as :func:`voxelize` (positions in
+    float64 where the device has it, sums in float32). With ``return_outside`` also returns
+    the (B,) counts of atoms outside the grid. On CUDA the scatter uses atomics: equal to
+    float32 rounding, not bit-reproducible.
     """
     _check(grid_size, voxel_size, sigma, truncate)
-    B, A, _ = coords.shape
+    B = coords.shape[0]
     mask = mask.to(torch.bool)
-    x = torch.where(mask[..., None], coords.to(torch.float64), 0.0)  # padding may hold anything
+    dtype = torch.float32 if coords.device.type == "mps" else torch.float64
+    x = torch.where(mask[..., None], coords.to(dtype), 0.0)  # padding may hold anything
     if center is None:
         center = x.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
     rel = x - center.to(x)[:, None, :]

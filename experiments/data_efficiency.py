@@ -51,6 +51,9 @@ def plot(results: list[dict], path: Path) -> None:
         rows = sorted((r for r in results if r["model"] == model), key=lambda r: r["fraction"])
         ax.plot([r["fraction"] for r in rows], [r["test_accuracy"] for r in rows], "o-", label=model)
     ax.set_xscale("log", base=2)
+    fractions = sorted({r["fraction"] for r in results})
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.minorticks_off()
     ax.set_xlabel("fraction of training data")
     ax.set_ylabel("test accuracy")
     ax.set_title("CATH architecture: data efficiency")
@@ -58,7 +61,7 @@ def plot(results: list[dict], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, buffer.getvalue())
 

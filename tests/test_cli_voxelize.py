@@ -47,7 +47,7 @@ def test_one_npz_per_structure(tmp_path):
 
 
 def test_stacked_heavy_glob_and_workers(tmp_path):
-    pattern = str(CATH / "3[mr]*.pdb")
+    pattern = str(CATH / "3[mr][94]*.pdb")
     single = run(pattern, "-o", tmp_path / "a.npz", "--stacked", "--selection", "heavy", "--grid-size", "20")
     assert single.exit_code == 0, single.output
     z = np.load(tmp_path / "a.npz")
@@ -153,16 +153,24 @@ def test_expand_inputs(tmp_path):
     assert rel == ["a/x.pdb", "a/b/y.cif.gz", "a/b/z.PQR", "w.ent", "a/readme.md"]
     assert errors == [(str(tmp_path / "nope.pdb"), "no such file or directory"),
                       (str(tmp_path / "*.xyz"), "no structure files match this pattern")]
-    assert expand_inputs([tmp_path / ".hidden"])[1] == [(str(tmp_path / ".hidden"), "no structure files in this directory")]
+    assert expand_inputs([tmp_path / ".hidden"]) == ([tmp_path / ".hidden" / "h.pdb"], [])  # named, so searched
+    (tmp_path / "empty").mkdir()
+    assert expand_inputs([tmp_path / "empty"]) == ([], [(str(tmp_path / "empty"), "no structure files in this directory")])
     assert [structure_id(n) for n in ("1abc.cif.gz", "d.ent", "x.y.pdb", "notes.txt")] == ["1abc", "d", "x.y", "notes.txt"]
     assert is_structure_file("A.MMCIF.GZ") and not is_structure_file("a.gz")
 
 
-def test_atomic_save_npz(tmp_path):
+def test_atomic_save_npz(tmp_path, monkeypatch):
     target = tmp_path / "x.npz"
     atomic_save_npz(target, a=np.arange(3))
-    with pytest.raises(TypeError):
-        atomic_save_npz(target, a=np.arange(4), b=object())  # fails mid-write: old file intact
+
+    def disk_full(f, **arrays):
+        f.write(b"PK half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError):
+        atomic_save_npz(target, a=np.arange(4))  # fails mid-write: the old file stays, no temp file
     assert np.load(target)["a"].tolist() == [0, 1, 2] and os.listdir(tmp_path) == ["x.npz"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 

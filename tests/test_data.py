@@ -114,6 +114,24 @@ def test_build_from_tar_matches_directory_and_reports_bad_files(dataset, tmp_pat
     np.testing.assert_array_equal(from_tar.positions, from_dir.positions[np.repeat(keep, np.diff(from_dir.offsets))])
 
 
+def test_build_from_cath_domain_list_and_extensionless_files(dataset, tmp_path):
+    rows = [line.split(",") for line in (FIXTURES / "labels.csv").read_text().splitlines()[1:]]
+    lines = ["# CATH domain list: id C A T H S35 S60 S95 S100 count length resolution"]
+    for s35, (cath_id, code, _, resolution, *_rest) in enumerate(rows):
+        shutil.copy(FIXTURES / f"{cath_id}.pdb", tmp_path / cath_id)  # CATH's own files have no suffix
+        lines.append(f"{cath_id} {' '.join(code.split('.'))} {s35 + 1} 1 1 1 1 100 {resolution}")
+    lines.append("9xyzA00 4 10 10 10 1 1 1 1 1 50 2.0")  # class 4: not one of the ten architectures
+    (tmp_path / "CathDomainList.txt").write_text("\n".join(lines) + "\n")
+    result = build_dataset(tmp_path, tmp_path / "clf.npz", labels=tmp_path / "CathDomainList.txt", n_splits=N_SPLITS)
+    assert result.summary["n_domains"] == len(rows) and result.summary["skipped"]["other_architecture"] == 1
+    clf, pool = CathData(tmp_path / "clf.npz"), CathData(dataset)
+    by_id = {str(i): k for k, i in enumerate(pool.ids)}
+    for k, cath_id in enumerate(clf.ids):
+        j = by_id[str(cath_id)]
+        np.testing.assert_array_equal(clf.atoms(k)[0], pool.atoms(j)[0])
+        assert clf.labels[k] == pool.labels[j] and clf.superfamilies[k] == pool.superfamilies[j]
+
+
 def test_max_radius_drops_large_domains(tmp_path):
     full = build_dataset(FIXTURES, tmp_path / "a.npz", labels=FIXTURES / "labels.csv", n_splits=2)
     data = CathData(tmp_path / "a.npz")

@@ -27,12 +27,12 @@ def rel(a, b):
 
 
 def max_equivariance_error(f, tin, tout, x, rots=CUBE):
-    """max_R |f(R·x) - R·f(x)| / |R·f(x)|; tout=None means invariant output (B, k)."""
-    y = f(x)
-    errs = []
-    for R in rots:
-        want = y if tout is None else tout.transform(y, R)
-        errs.append(rel(f(tin.transform(x, R)), want))
+    """max_R |f(R·x) - R·f(x)| / |R·f(x)|; tout=None means invariant output (B, k).
+    All rotated copies go through ``f`` as one batch (f must act per sample)."""
+    with torch.no_grad():
+        y = f(x)
+        outs = f(torch.cat([tin.transform(x, R) for R in rots])).split(len(x))
+    errs = [rel(o, y if tout is None else tout.transform(y, R)) for o, R in zip(outs, rots)]
     return max(errs)
 
 
@@ -86,11 +86,12 @@ def test_gradient_field_is_an_order_one_field():
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 def test_se3conv_equivariance(size, dtype, tol):
     torch.manual_seed(size)
-    conv = SE3Conv(T, T, size).to(dtype)
+    t = T if dtype == torch.float32 else FieldType([1, 1, 1, 1])
+    conv = SE3Conv(t, t, size).to(dtype)
     with torch.no_grad():
         conv.bias.normal_()
-    x = torch.randn(2, T.dim, 9, 9, 9, dtype=dtype)
-    assert max_equivariance_error(conv, T, T, x) < tol
+    x = torch.randn(1, t.dim, 9, 9, 9, dtype=dtype)
+    assert max_equivariance_error(conv, t, t, x) < tol
 
 
 def test_not_rotating_field_components_fails():

@@ -105,24 +105,40 @@ def test_altloc_only_b_and_highest_occupancy():
     np.testing.assert_allclose(s.coords[ca][0], [-14.063, 20.758, 15.335], atol=1e-3)
 
 
-def test_conformers_against_raw_records():
-    """1EJG: per atom the highest-occupancy altloc (first on ties); PRO 22 (0.57) beats SER 22
-    (0.33) and LEU 25 beats ILE 25."""
-    s = read_structure(DATA / "1ejg.pdb")
-    assert residues(s)[21][3] == "PRO" and residues(s)[24][3] == "LEU"
-    assert len(residues(s)) == 46
+def best_conformers(path: Path, skip=()) -> dict[tuple, str]:
+    """Oracle: per (chain, residue, icode, atom name) the first record of highest occupancy."""
     best: dict[tuple, str] = {}
-    for line in atom_lines(DATA / "1ejg.pdb"):
-        if line[17:20] in ("SER", "ILE") and int(line[22:26]) in (22, 25):
+    for line in atom_lines(path):
+        if (line[17:20], int(line[22:26])) in skip:
             continue
-        key = (int(line[22:26]), line[12:16].strip())
+        key = (line[21], int(line[22:26]), line[26].strip(), line[12:16].strip())
         if key not in best or float(line[54:60]) > float(best[key][54:60]):
             best[key] = line
-    assert len(s) == len(best)
-    keys = list(zip(s.res_num.tolist(), s.atom_name.tolist()))
-    assert len(set(keys)) == len(keys)
+    return best
+
+
+@pytest.mark.parametrize("name, skip", [
+    ("1ejg.pdb", {("SER", 22), ("ILE", 25)}),  # microheterogeneity: PRO 22 (0.57) beats SER 22 (0.33)
+    ("cath_2xusA00.pdb", ()),  # CYS 60: B (0.75) beats A (0.25); GLU 68: a 0.50/0.50 tie keeps A
+    ("cath/3m9qA02.pdb", ()),
+])
+def test_conformers_against_raw_records(name, skip):
+    s = read_structure(DATA / name)
+    best = best_conformers(DATA / name, skip)
+    keys = list(zip(s.chain.tolist(), s.res_num.tolist(), s.icode.tolist(), s.atom_name.tolist()))
+    assert len(set(keys)) == len(keys) == len(best)
     np.testing.assert_allclose(s.coords, [xyz(best[k]) for k in keys], atol=1e-3)
-    assert any(best[k][16] == "B" for k in best)  # some atoms really come from altloc B
+    assert [best[k][16] for k in keys] == [best[k][16] for k in best]
+
+
+def test_highest_occupancy_wins_over_the_first():
+    s = read_structure(DATA / "cath_2xusA00.pdb")
+    sg = (s.res_num == 60) & (s.atom_name == "SG")
+    np.testing.assert_allclose(s.coords[sg][0], [-30.847, 15.584, 28.969], atol=1e-3)  # altloc B
+    cd = (s.res_num == 68) & (s.atom_name == "CD")
+    np.testing.assert_allclose(s.coords[cd][0], [-33.944, 17.613, 19.263], atol=1e-3)  # tie: A
+    crambin = read_structure(DATA / "1ejg.pdb")
+    assert [r[3] for r in residues(crambin)][21:25] == ["PRO", "GLU", "ALA", "LEU"] and len(residues(crambin)) == 46
 
 
 # ---------------------------------------------------------------------------- formats
@@ -244,7 +260,7 @@ def test_selections():
     _, ch, _ = select_atoms(read_structure(DATA / "cath_2xskA00.pdb"), "heavy")
     se = read_structure(DATA / "cath_2xskA00.pdb").element
     assert (ch[se[se != "H"] == "SE"] == ELEMENT_CHANNELS.index("S")).all()  # selenium counts as sulfur
-    assert SELECTIONS == ("ca", "backbone", "heavy")
+    assert SELECTIONS == ("ca", "ca-ss", "backbone", "heavy")
     with pytest.raises(ValueError):
         select_atoms(s, "sidechain")
 

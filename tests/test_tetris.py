@@ -124,6 +124,14 @@ def test_steerable_net_is_perfect_on_rotated_shapes():
     assert abs(steerable.parameters - cnn.parameters) < 0.25 * cnn.parameters
 
 
+def test_run_is_deterministic():
+    a = run_tetris(seed=3, steps=3, per_shape=1, models=("steerable", "cnn"))
+    b = run_tetris(seed=3, steps=3, per_shape=1, models=("steerable", "cnn"))
+    assert [(r.final_loss, r.rotated_accuracy) for r in a] == [(r.final_loss, r.rotated_accuracy) for r in b]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        run_tetris(size=18, steps=1)
+
+
 def test_cli_smoke():
     from cathnet.cli.app import app
     import cathnet.cli.tetris  # noqa: F401  (registers the command)

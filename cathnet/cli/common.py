@@ -1,6 +1,8 @@
 """Helpers shared by the subcommands: input expansion, one-line errors, atomic writes."""
 from __future__ import annotations
 
+from enum import Enum
+
 import contextlib
 import glob
 import os
@@ -10,6 +12,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 from rich.console import Console
+
+from cathnet.structure import SELECTIONS
 
 __all__ = [
     "STRUCTURE_SUFFIXES", "atomic_save_npz", "atomic_write_bytes", "err_console", "expand_inputs",
@@ -127,3 +131,7 @@ def atomic_save_npz(path, *, compress: bool = False, **arrays) -> None:
     """``np.savez`` (or ``savez_compressed``) ``arrays`` to exactly ``path``, atomically."""
     with _atomic_file(path) as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+#: Atom selections as a CLI choice (values from :data:`cathnet.structure.SELECTIONS`).
+Selection = Enum("Selection", {name.replace("-", "_"): name for name in SELECTIONS}, type=str)

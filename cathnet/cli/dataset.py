@@ -2,26 +2,22 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import report_error
+from cathnet.cli.common import Selection, report_error
 from cathnet.data import DatasetError, build_dataset
 
 dataset_app = typer.Typer(help="Build datasets from CATH structures.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
 
-class Atoms(str, Enum):
-    ca = "ca"
-    backbone = "backbone"
-    heavy = "heavy"
 
 
 @dataset_app.command("build")
@@ -29,7 +25,7 @@ def build(
     pdb: Path = typer.Option(..., "--pdb", help="Folder of <cath_id>[.pdb] files, or a tar archive such as pool.tar.xz."),
     out: Path = typer.Option(..., "-o", "--out", help="Output .npz; a JSON summary is written next to it."),
     labels: Path = typer.Option(None, "--labels", help="labels.csv of the pool or a CATH domain list (CLF). Default: labels.csv inside the --pdb archive."),
-    atoms: Atoms = typer.Option(Atoms.ca, "--atoms", help="Atoms per domain: Cα, backbone (N, CA, C, O) or all heavy atoms."),
+    atoms: Selection = typer.Option(Selection.ca, "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O) or all heavy atoms."),
     n_splits: int = typer.Option(10, "--splits", min=1, help="Number of superfamily-disjoint splits."),
     max_radius: float = typer.Option(None, "--max-radius", min=0.0, help="Drop domains with an atom farther than this (Å) from their centre; 50 = the paper's 50³ × 2 Å grid."),
     one_per_s35: bool = typer.Option(True, "--one-per-s35/--all-domains", help="CATH domain list only: keep one domain per S35 cluster (40 % identity)."),
@@ -38,7 +34,7 @@ def build(
 ) -> None:
     """Extract atoms of every labelled domain, assign superfamily-disjoint splits in which
     every class appears, and write a compact npz plus a JSON summary."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if out.suffix != ".npz":
         raise typer.BadParameter(f"{out}: the output must end in .npz", param_hint="-o")
     if not out.parent.is_dir():
@@ -62,17 +58,16 @@ def build(
             report_error(exc.filename or out, exc.strerror or str(exc))
             raise typer.Exit(1) from None
     s = result.summary
-    table = Table(title=f"{out} — domains per class and split", title_justify="left")
-    table.add_column("class")
-    table.add_column("architecture")
+    table = Table(title=f"{out}: domains per class and split", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    table.add_column("class", no_wrap=True)
     for k in range(n_splits):
-        table.add_column(str(k), justify="right")
-    table.add_column("total", justify="right", style="bold")
+        table.add_column(str(k), justify="right", min_width=3)
+    table.add_column("total", justify="right", style="bold", min_width=5)
     for code, row in s["counts"].items():
-        table.add_row(code, s["classes"][code], *map(str, row), str(sum(row)))
+        table.add_row(f"{code} {s['classes'][code]}", *map(str, row), str(sum(row)))
     totals = [sum(col) for col in zip(*s["counts"].values())]
-    table.add_row("", "total", *map(str, totals), str(sum(totals)), style="bold")
-    table.add_row("", "superfamilies", *map(str, s["superfamilies_per_split"]), str(s["n_superfamilies"]), style="dim")
+    table.add_row("total", *map(str, totals), str(sum(totals)), style="bold")
+    table.add_row("superfamilies", *map(str, s["superfamilies_per_split"]), str(s["n_superfamilies"]), style="dim")
     Console().print(table)
     skipped = s["skipped"]
     console.print(

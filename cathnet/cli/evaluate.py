@@ -22,13 +22,13 @@ from cathnet.train import TrainError
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="best.json / best.safetensors (or the training folder)."),
     data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset .npz."),
-    splits: str = typer.Option(None, "--splits", help="Splits to evaluate, comma-separated [default: the model's test splits]."),
+    splits: str = typer.Option(None, "--splits", help="Splits to evaluate, comma-separated (default: the model's test splits)."),
     rotations: int = typer.Option(8, "--rotations", min=0, help="Random-rotation passes for the robustness check."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
-    png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG [default: next to -o]."),
+    png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and accuracy/agreement
     under random rotations of every structure."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -51,7 +52,7 @@ def train(
     burn_in: int = typer.Option(40, "--burn-in", min=0, help="Epochs at the initial learning rate."),
     l1: float = typer.Option(1e-7, "--l1", min=0.0, help="L1 penalty on weights."),
     l2: float = typer.Option(1e-7, "--l2", min=0.0, help="L2 penalty on weights."),
-    augment: bool = typer.Option(None, "--augment/--no-augment", help="Random rotations of the training structures [default: on for CNNs, off for equivariant networks]."),
+    augment: bool = typer.Option(None, "--augment/--no-augment", help="Random rotations of the training structures (default: on for CNNs, off for equivariant networks)."),
     val_splits: str = typer.Option("7", "--val-splits", help="Validation splits, comma-separated."),
     test_splits: str = typer.Option("8,9", "--test-splits", help="Test splits (excluded from training), comma-separated."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", min=0.0, max=1.0, help="Class-stratified fraction of the training domains (seeded)."),
@@ -65,7 +66,7 @@ def train(
 ) -> None:
     """Train a network with Adam, exponential learning-rate decay and on-the-fly
     voxelization; the best validation epoch is kept as OUT/best.{safetensors,json}.
-    Run under `torchrun --nproc-per-node N` for data-parallel training."""
+    For data-parallel training: torchrun --no-python --nproc-per-node N cathnet train ..."""
     if model not in networks.NETWORKS:
         raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
     if device not in ("auto", "cpu", "cuda"):
@@ -91,4 +92,5 @@ def train(
         console.print(f"interrupted; continue with --resume --out {out}")
         raise typer.Exit(130) from None
     best = result["best"]
-    console.print(f"best epoch {best['epoch']}: val acc {best['val_acc']:.4f}, loss {best['val_loss']:.4f} -> {out / 'best.safetensors'}")
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"best epoch {best['epoch']}: val acc {best['val_acc']:.4f}, loss {best['val_loss']:.4f} -> {out / 'best.safetensors'}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -21,18 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cathnet.cli.app import app
-from cathnet.cli.common import atomic_save_npz, err_console, expand_inputs, report_error, structure_id
-from cathnet.structure import ELEMENT_CHANNELS, StructureError, parse_residue_ranges, read_structure, select_atoms
+from cathnet.cli.common import Selection, atomic_save_npz, err_console, expand_inputs, report_error, structure_id
+from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, parse_residue_ranges, read_structure, select_atoms
 from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, voxelize as voxelize_atoms
 
 
-class Selection(str, Enum):
-    ca = "ca"
-    backbone = "backbone"
-    heavy = "heavy"
-
-
-CHANNELS = {"ca": ("CA",), "backbone": ("backbone",), "heavy": ELEMENT_CHANNELS}
+CHANNELS = {"ca": ("CA",), "ca-ss": SS_CHANNELS, "backbone": ("backbone",), "heavy": ELEMENT_CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -66,13 +59,13 @@ def _residue_ranges(value: str | None) -> str | None:
 
 @app.command()
 def voxelize(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files, directories (searched recursively for .pdb .ent .cif .mmcif .pqr, optionally .gz) or glob patterns."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Structure files, directories (searched recursively for .pdb .ent .cif .mmcif .pqr, optionally .gz) or glob patterns."),
     out: Path = typer.Option(..., "-o", "--out", help="Output directory (one <id>.npz per structure), or the .npz file with --stacked."),
     stacked: bool = typer.Option(False, "--stacked", help="Write all grids into one npz, with their ids."),
     grid_size: int = typer.Option(GRID_SIZE, "--grid-size", min=1, help="Voxels per axis."),
     voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=_positive, help="Voxel edge in Å."),
     sigma: float = typer.Option(SIGMA, "--sigma", callback=_positive, help="Gaussian σ of each atom in Å."),
-    selection: Selection = typer.Option(Selection.ca, "--selection", help="Atoms: Cα, backbone (N, CA, C, O), or all heavy atoms in channels C, N, O, S, other."),
+    selection: Selection = typer.Option(Selection.ca, "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
@@ -96,7 +89,7 @@ def voxelize(
         npz = out / f"{structure_id(path)}.npz"
         if npz in outputs:
             failures.append((str(path), f"same output {npz.name} as {outputs[npz]}"))
-            report_error(path, f"same output {npz.name} as {outputs[npz]}")
+            report_error(*failures[-1])
             continue
         outputs[npz] = path
         jobs.append(_Job(str(path), None if stacked else str(npz), selection.value, model, chains, residues,
@@ -111,7 +104,7 @@ def voxelize(
     for i, result in _run(jobs, workers):
         if isinstance(result, str):
             failures.append((jobs[i].path, result))
-            report_error(jobs[i].path, result)
+            report_error(*failures[-1])
         else:
             results[i] = result
     done = [r for r in results if r is not None]

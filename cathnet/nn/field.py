@@ -117,6 +117,11 @@ class FieldType:
 
         if x.shape[1] != self.dim:
             raise ValueError(f"tensor has {x.shape[1]} channels, field type {self} has {self.dim}")
-        rho = self.representation(R, dtype=x.dtype).to(x.device)
-        moved = rotate_grid(x, R) if is_cube_rotation(R) else resample_grid(x, R)
-        return torch.einsum("ij,bj...->bi...", rho, moved)
+        moved = (rotate_grid(x, R) if is_cube_rotation(R) else resample_grid(x, R)).contiguous()
+        out = moved.clone()
+        for l, sl in self.slices().items():
+            if l:
+                D = torch.as_tensor(so3.wigner_D(l, np.asarray(R, dtype=np.float64)), dtype=x.dtype, device=x.device)
+                block = moved[:, sl].reshape(x.shape[0], self.mult(l), 2 * l + 1, -1)
+                out[:, sl] = torch.matmul(D, block).reshape(out[:, sl].shape)
+        return out

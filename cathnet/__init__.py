@@ -1,0 +1,24 @@
+"""cathnet: SE(3)-equivariant 3D steerable CNNs for protein structures.
+
+Pipeline: :mod:`cathnet.structure` (PDB/mmCIF → atom arrays) → :mod:`cathnet.voxel`
+(Gaussian density grids) → :mod:`cathnet.so3` (rotations, harmonics, Wigner D) →
+:mod:`cathnet.basis` (steerable kernel basis) → :mod:`cathnet.nn` (equivariant layers) →
+:mod:`cathnet.networks` → :mod:`cathnet.data` / :mod:`cathnet.train` →
+:mod:`cathnet.predict` → :mod:`cathnet.cli`.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cathnet")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+
+def load_model(name="cath-arch", **kwargs):
+    """A released model by name or path; see :func:`cathnet.predict.load_model`."""
+    from cathnet.predict import load_model as _load
+
+    return _load(name, **kwargs)
+
+
+__all__ = ["__version__", "load_model"]

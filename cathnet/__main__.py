@@ -1,0 +1,4 @@
+"""``python -m cathnet``: the command-line interface."""
+from cathnet.cli import main
+
+main()

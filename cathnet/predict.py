@@ -1,0 +1,190 @@
+"""Predict CATH architectures with a released model.
+
+>>> import cathnet
+>>> model = cathnet.load_model("cath-arch")                     # doctest: +SKIP
+>>> model.predict("examples/1fd3A00.pdb")[0].architecture       # doctest: +SKIP
+'3.30'
+
+Released models live in ``models/`` as ``NAME.safetensors`` + ``NAME.json`` (see
+``models/README.md``); ``$CATHNET_MODELS`` points elsewhere. At load every steerable
+convolution collapses to a plain ``conv3d`` (weights computed once).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cathnet import checkpoint, nn as enn, so3
+from cathnet.structure import Structure, StructureError, read_structure, select_atoms
+from cathnet.voxel import voxelize
+
+__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models"]
+
+DEFAULT_MODEL = "cath-arch"
+
+
+def models_dir() -> Path:
+    """Where named models are looked up: ``$CATHNET_MODELS`` or the repository's ``models/``."""
+    return Path(os.environ.get("CATHNET_MODELS") or Path(__file__).resolve().parent.parent / "models")
+
+
+def available_models() -> list[str]:
+    """Names of the released models found in :func:`models_dir`."""
+    return sorted(p.stem for p in models_dir().glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+@dataclass
+class Prediction:
+    """The architecture predicted for one structure (or one chain of it)."""
+
+    file: str
+    chain: str | None = None
+    architecture: str | None = None
+    name: str | None = None
+    probability: float | None = None
+    top: list[dict] = field(default_factory=list)
+    n_atoms: int = 0
+    atoms_outside: int = 0
+    agreement: float | None = None  # fraction of rotations whose top-1 is the consensus
+    error: str | None = None
+
+    def to_dict(self, *, with_chain: bool = False) -> dict:
+        out: dict = {"file": self.file}
+        if with_chain:
+            out["chain"] = self.chain
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        out.update(architecture=self.architecture, name=self.name, probability=self.probability, top=self.top)
+        if self.agreement is not None:
+            out["rotation_agreement"] = self.agreement
+        if self.atoms_outside:
+            out["atoms_outside"] = self.atoms_outside
+        return out
+
+
+class ArchitectureModel:
+    """A trained network with its voxelization and class metadata."""
+
+    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+        self.meta = meta
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        inp = meta["input"]
+        self.selection = inp["atoms"]
+        self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
+        self.n_channels = inp["n_channels"]
+        self.codes: list[str] = list(meta["classes"]["codes"])
+        self.names: list[str] = list(meta["classes"]["names"])
+
+    def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+        """(C, N, N, N) input grid, number of atoms, number outside the box."""
+        coords, channels, n_channels = select_atoms(structure, self.selection)
+        if len(coords) == 0:
+            raise StructureError(structure.path, f"no {self.selection} atoms")
+        grid, outside = voxelize(
+            coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
+            sigma=self.sigma, rotation=rotation,
+        )
+        return grid, len(coords), int(outside)
+
+    @torch.no_grad()
+    def probabilities(self, grids: np.ndarray) -> np.ndarray:
+        """Softmax over the classes for a stack of grids (B, C, N, N, N)."""
+        x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
+        return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
+
+    def _units(self, source, chain: str | None, per_chain: bool) -> list[tuple[str, str | None, Structure]]:
+        label = str(source.path if isinstance(source, Structure) else source)
+        structure = source if isinstance(source, Structure) else read_structure(source, chains=[chain] if chain else None)
+        if chain and isinstance(source, Structure):
+            structure = structure.subset(structure.chain == chain)
+            if len(structure) == 0:
+                raise StructureError(label, f"no chain {chain!r}")
+        if not per_chain:
+            return [(label, chain, structure)]
+        return [(label, c, structure.subset(structure.chain == c)) for c in structure.chains()]
+
+    def predict(
+        self, source: str | os.PathLike | Structure, *, chain: str | None = None, per_chain: bool = False,
+        rotations: int = 0, seed: int = 0, top: int = 3,
+    ) -> list[Prediction]:
+        """Predictions for one file or :class:`Structure` (one per chain with ``per_chain``).
+        Raises :class:`StructureError` for an unreadable file."""
+        return list(self.predict_many([source], chain=chain, per_chain=per_chain, rotations=rotations, seed=seed, top=top, raise_errors=True))
+
+    def predict_many(
+        self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None,
+        per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3, batch_size: int = 16,
+        raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
+    ) -> Iterator[Prediction]:
+        """Predictions in input order, batched; a structure that fails yields a
+        :class:`Prediction` with ``error`` set (or raises with ``raise_errors``).
+        ``rotations`` > 0 averages over that many random rotations (seeded per structure)."""
+        pending: list[tuple[Prediction, list[np.ndarray]]] = []
+
+        def flush():
+            if not pending:
+                return
+            grids = np.stack([g for _, gs in pending for g in gs])
+            probs = np.concatenate([self.probabilities(grids[i : i + batch_size]) for i in range(0, len(grids), batch_size)])
+            k = 0
+            for pred, gs in pending:
+                p = probs[k : k + len(gs)]
+                k += len(gs)
+                self._fill(pred, p, top)
+            yield from (pred for pred, _ in pending)
+            pending.clear()
+
+        for index, source in enumerate(sources):
+            try:
+                units = self._units(source, chain, per_chain)
+                for label, unit_chain, structure in units:
+                    rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
+                    grids, n_atoms, outside = [], 0, 0
+                    for R in rots:
+                        g, n_atoms, out = self.grid(structure, R)
+                        grids.append(g)
+                        outside = max(outside, out)
+                    pending.append((Prediction(label, unit_chain, n_atoms=n_atoms, atoms_outside=outside), grids))
+            except StructureError as exc:
+                if raise_errors:
+                    raise
+                yield from flush()
+                yield Prediction(str(getattr(source, "path", source)), chain, error=exc.reason if hasattr(exc, "reason") else str(exc))
+            if on_done:
+                on_done(1)
+            if sum(len(g) for _, g in pending) >= batch_size:
+                yield from flush()
+        yield from flush()
+
+    def _fill(self, pred: Prediction, probs: np.ndarray, top: int) -> None:
+        mean = probs.mean(axis=0)
+        order = np.argsort(-mean, kind="stable")
+        best = int(order[0])
+        pred.architecture, pred.name, pred.probability = self.codes[best], self.names[best], round(float(mean[best]), 4)
+        pred.top = [{"architecture": self.codes[i], "name": self.names[i], "probability": round(float(mean[i]), 4)} for i in order[:top]]
+        if len(probs) > 1:
+            pred.agreement = round(float((probs.argmax(axis=1) == best).mean()), 4)
+
+
+def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True) -> ArchitectureModel:
+    """A released model by name (``"cath-arch"``, see :func:`available_models`) or by path
+    to its ``.json``/``.safetensors``/stem or a training folder. With ``collapse`` every
+    steerable convolution becomes a plain ``conv3d``."""
+    path = Path(name)
+    if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
+        candidate = models_dir() / str(name)
+        if not candidate.with_suffix(".json").exists():
+            known = ", ".join(available_models()) or "none"
+            raise checkpoint.CheckpointError(f"unknown model {str(name)!r}; released models: {known} (in {models_dir()})")
+        path = candidate
+    network, meta = checkpoint.load_model(path, device="cpu")
+    if collapse:
+        network = enn.collapse(network)
+    return ArchitectureModel(network, meta, device)

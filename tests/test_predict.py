@@ -1,0 +1,116 @@
+"""The released CATH architecture model and `cathnet predict`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import cathnet
+from cathnet import so3
+from cathnet.checkpoint import load_model as load_checkpoint
+from cathnet.cli import app
+from cathnet.grid import rotate_grid
+from cathnet.predict import available_models, models_dir
+from cathnet.structure import read_structure
+
+DATA = "tests/data"
+CATH = sorted(__import__("glob").glob("tests/data/cath/*.pdb"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return cathnet.load_model("cath-arch")
+
+
+def test_released_model_metadata(model):
+    assert "cath-arch" in available_models()
+    meta = json.loads((models_dir() / "cath-arch.json").read_text())
+    assert meta["network"]["equivariant"]
+    assert len(meta["classes"]["codes"]) == 10 == len(meta["classes"]["names"])
+    for key in ("grid_size", "voxel_size", "sigma", "atoms"):
+        assert key in meta["input"]
+    assert meta["metrics"]["test"]["accuracy"] > 0.3
+    assert model.codes == meta["classes"]["codes"]
+
+
+def test_collapsed_equals_uncollapsed(model):
+    network, _ = load_checkpoint(models_dir() / "cath-arch")
+    g = np.stack([model.grid(read_structure(p))[0] for p in CATH[:4]])
+    x = torch.from_numpy(g)
+    with torch.no_grad():
+        a, b = model.network(x), network.eval()(x)
+    assert not any(type(m).__name__ == "SE3Conv" for m in model.network.modules())
+    assert ((a - b).norm() / b.norm()).item() <= 1e-5
+
+
+def test_shipped_network_invariant_under_24_cube_rotations(model):
+    g = torch.from_numpy(model.grid(read_structure(CATH[0]))[0])[None]
+    batch = torch.cat([rotate_grid(g, R) for R in so3.cube_rotations()])
+    with torch.no_grad():
+        logits = model.network(batch)
+    err = ((logits - logits[:1]).norm(dim=1) / logits[:1].norm()).max().item()
+    assert err <= 1e-5, err
+
+
+def test_arbitrary_rotations_of_real_proteins_are_stable(model):
+    """Rotate the atoms of real domains by random rotations: the prediction barely moves."""
+    agree, shifts = [], []
+    for path in CATH[::4]:
+        s = read_structure(path)
+        base = model.probabilities(model.grid(s)[0][None])[0]
+        grids = np.stack([model.grid(s, R)[0] for R in so3.random_rotation(4, seed=1)])
+        probs = model.probabilities(grids)
+        agree.append((probs.argmax(1) == base.argmax()).mean())
+        shifts.append(np.abs(probs - base).sum(1).max() / 2)  # total-variation distance
+    print(f"top-1 agreement {np.mean(agree):.3f}, max total-variation shift {max(shifts):.3f}")
+    assert np.mean(agree) >= 0.9
+    assert np.median(shifts) < 0.1
+
+
+def test_python_api(model):
+    (pred,) = model.predict(CATH[0], rotations=2)
+    assert pred.architecture in model.codes and 0 < pred.probability <= 1
+    assert pred.agreement is not None
+    assert [t["architecture"] for t in pred.top][0] == pred.architecture
+    assert pytest.approx(sum(t["probability"] for t in model.predict(CATH[0], top=10)[0].top), abs=1e-3) == 1.0
+    s = read_structure(CATH[1])
+    assert model.predict(s)[0].architecture == model.predict(CATH[1])[0].architecture
+
+
+runner = CliRunner()
+
+
+def test_cli_json_format_and_errors(tmp_path):
+    bad = tmp_path / "bad.pdb"
+    bad.write_bytes(b"\x00\xff garbage")
+    out = tmp_path / "pred.json"
+    result = runner.invoke(app, ["predict", CATH[0], str(bad), "missing.pdb", "-f", "json", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 1
+    rows = json.loads(out.read_text())
+    assert [r["file"] for r in rows] == [CATH[0], str(bad)]
+    ok, failed = rows
+    assert set(ok) == {"file", "architecture", "name", "probability", "top"}
+    assert set(ok["top"][0]) >= {"architecture", "probability"}
+    assert "error" in failed and "Traceback" not in result.output
+    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(lines) == 2 and any("missing.pdb" in l for l in lines) and any("bad.pdb" in l for l in lines)
+
+
+def test_cli_per_chain_csv_and_shards(tmp_path):
+    result = runner.invoke(app, ["predict", f"{DATA}/rnase_frag.pdb", "--per-chain", "-f", "json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["chain"] for r in rows] == read_structure(f"{DATA}/rnase_frag.pdb").chains()
+    whole = runner.invoke(app, ["predict", "tests/data/cath", "-f", "csv", "--no-progress"]).stdout.splitlines()
+    parts = [runner.invoke(app, ["predict", "tests/data/cath", "-f", "csv", "--shard", f"{i}/3", "--no-progress"]).stdout.splitlines() for i in range(3)]
+    assert all(p[0] == whole[0] for p in parts)  # same header: shards concatenate
+    assert sorted(l for p in parts for l in p[1:]) == sorted(whole[1:])
+    assert runner.invoke(app, ["predict", CATH[0], "--shard", "3/3"]).exit_code == 2
+
+
+def test_cli_table_and_unknown_model():
+    result = runner.invoke(app, ["predict", CATH[0], "--rotations", "2"])
+    assert result.exit_code == 0 and "agreement" in result.stdout
+    result = runner.invoke(app, ["predict", CATH[0], "--model", "nope"])
+    assert result.exit_code == 1 and "unknown model" in result.output
