@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
@@ -20,13 +17,12 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from cathnet import networks
+from cathnet.fileio import atomic_write, write_json
 
 __all__ = [
     "MODEL_FORMAT",
     "CheckpointError",
-    "atomic_write",
     "cpu_tensors",
-    "write_json",
     "read_json",
     "save_model",
     "load_model",
@@ -35,32 +31,10 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "cathnet-model/1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, corrupt or inconsistent (one-line message)."""
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 def read_json(path: str | Path) -> dict:

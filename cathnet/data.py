@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cathnet.checkpoint import atomic_write
+from cathnet.fileio import atomic_save_npz, write_json
 from cathnet.structure import StructureError, read_structure, select_atoms, selection_mask
 
 __all__ = [
@@ -363,8 +363,9 @@ def build_dataset(
         "source": {"labels": str(labels) if labels else f"{pdb}:labels.csv", "pdb": str(pdb)},
         "licence": "Derived from CATH (http://cathdb.info), CC BY 4.0; coordinates wwPDB (CC0).",
     }
-    _atomic_savez(
+    atomic_save_npz(
         out,
+        compress=True,  # byte-reproducible: equal datasets, equal SHA-256
         positions=np.concatenate([a[0] for a in arrays]).astype(np.float32),
         channels=np.concatenate([a[1] for a in arrays]).astype(np.uint8),
         residue_index=np.concatenate([a[2] for a in arrays]).astype(np.int32),
@@ -402,14 +403,8 @@ def build_dataset(
         "seconds": round(time.perf_counter() - start, 2),
     }
     summary_path = out.with_suffix(".json")
-    atomic_write(summary_path, (json.dumps(summary, indent=1) + "\n").encode())
+    write_json(summary_path, summary)
     return BuildResult(out, summary_path, summary, errors)
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # byte-reproducible: equal datasets, equal SHA-256
-    atomic_write(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------- loading

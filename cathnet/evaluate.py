@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cathnet.checkpoint import atomic_write, load_model
+from cathnet.checkpoint import load_model
+from cathnet.fileio import atomic_write
 from cathnet.so3 import random_rotation
 from cathnet.train import TrainError, Voxels, make_task, predict, resolve_device
 

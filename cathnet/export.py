@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cathnet import checkpoint
 from cathnet.checkpoint import CheckpointError
+from cathnet.fileio import atomic_write, write_json
 from cathnet.predict import ArchitectureModel, load_model
 from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS
 from cathnet.voxel import TRUNCATE
@@ -130,8 +130,8 @@ def _write(path: Path, blob: bytes, description: dict, check: dict | None, sourc
         "check": check,
         "source": source,
     }
-    checkpoint.atomic_write(path, blob)
-    checkpoint.write_json(sidecar_path(path), sidecar)
+    atomic_write(path, blob)
+    write_json(sidecar_path(path), sidecar)
     return sidecar
 
 

@@ -39,15 +39,14 @@ from torch import nn
 from cathnet import networks
 from cathnet.checkpoint import (
     CheckpointError,
-    atomic_write,
     cpu_tensors,
     load_optimizer,
     optimizer_tensors,
     read_json,
     save_model,
-    write_json,
 )
 from cathnet.data import CathData
+from cathnet.fileio import atomic_write, write_json
 from cathnet.so3 import random_rotation
 from cathnet.voxel import voxelize_batch
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from cathnet.checkpoint import atomic_write, write_json
+from cathnet.fileio import atomic_write, write_json
 from cathnet.evaluate import evaluate
 from cathnet.train import TrainConfig, train
 

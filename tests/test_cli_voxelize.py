@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.cli.common import atomic_save_npz, expand_inputs, is_structure_file, structure_id
+from cathnet.cli.common import expand_inputs, is_structure_file, structure_id
 from cathnet.structure import read_structure, select_atoms
 from cathnet.voxel import voxelize
 
@@ -159,23 +159,3 @@ def test_expand_inputs(tmp_path):
     assert [structure_id(n) for n in ("1abc.cif.gz", "d.ent", "x.y.pdb", "notes.txt")] == ["1abc", "d", "x.y", "notes.txt"]
     assert is_structure_file("A.MMCIF.GZ") and not is_structure_file("a.gz")
 
-
-def test_atomic_save_npz(tmp_path, monkeypatch):
-    target = tmp_path / "x.npz"
-    atomic_save_npz(target, a=np.arange(3))
-
-    def disk_full(f, **arrays):
-        f.write(b"PK half an archive")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(np, "savez", disk_full)
-    with pytest.raises(OSError):
-        atomic_save_npz(target, a=np.arange(4))  # fails mid-write: the old file stays, no temp file
-    assert np.load(target)["a"].tolist() == [0, 1, 2] and os.listdir(tmp_path) == ["x.npz"]
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

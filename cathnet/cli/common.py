@@ -1,29 +1,24 @@
-"""Helpers shared by the subcommands: input expansion, one-line errors, atomic writes."""
+"""Helpers shared by the subcommands: input expansion, one-line errors (atomic writes:
+:mod:`cathnet.fileio`)."""
 from __future__ import annotations
 
 from enum import Enum
 
-import contextlib
 import glob
 import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable
 
-import numpy as np
 from rich.console import Console
 
 from cathnet.structure import SELECTIONS
 
 __all__ = [
-    "STRUCTURE_SUFFIXES", "atomic_save_npz", "atomic_write_bytes", "err_console", "expand_inputs",
-    "is_structure_file", "report_error", "structure_id",
+    "STRUCTURE_SUFFIXES", "err_console", "expand_inputs", "is_structure_file", "report_error", "structure_id",
 ]
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def report_error(path, reason: str | None = None) -> None:
@@ -102,35 +97,6 @@ def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in sorted(files) if not f.startswith(".") and is_structure_file(f)]
     return found
-
-
-@contextlib.contextmanager
-def _atomic_file(path) -> Iterator[BinaryIO]:
-    """An open temporary file next to ``path`` that replaces ``path`` once complete:
-    readers see the old file or the whole new one, never a partial write."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + os.replace)."""
-    with _atomic_file(path) as f:
-        f.write(data)
-
-
-def atomic_save_npz(path, *, compress: bool = False, **arrays) -> None:
-    """``np.savez`` (or ``savez_compressed``) ``arrays`` to exactly ``path``, atomically."""
-    with _atomic_file(path) as f:
-        (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
 #: Atom selections as a CLI choice (values from :data:`cathnet.structure.SELECTIONS`).

@@ -8,13 +8,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cathnet.checkpoint import CheckpointError, write_json
+from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import report_error
 from cathnet.cli.train import parse_splits
 from cathnet.data import DatasetError
 from cathnet.evaluate import evaluate as run_evaluation
 from cathnet.evaluate import plot_confusion
+from cathnet.fileio import write_json
 from cathnet.train import TrainError
 
 

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import atomic_write_bytes, err_console, expand_inputs, report_error
+from cathnet.cli.common import err_console, expand_inputs, report_error
+from cathnet.fileio import atomic_write
 from cathnet.predict import DEFAULT_MODEL, Prediction, load_model
 from cathnet.train import TrainError, resolve_device
 
@@ -115,7 +116,7 @@ def predict(
         typer.echo(text, nl=False)
     else:
         try:
-            atomic_write_bytes(output, text.encode())
+            atomic_write(output, text.encode())
         except OSError as exc:
             report_error(output, exc.strerror or str(exc))
             raise typer.Exit(1) from None

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Selection, atomic_save_npz, err_console, expand_inputs, report_error, structure_id
+from cathnet.cli.common import Selection, err_console, expand_inputs, report_error, structure_id
+from cathnet.fileio import atomic_save_npz
 from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, parse_residue_ranges, read_structure, select_atoms
 from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, voxelize as voxelize_atoms
 
