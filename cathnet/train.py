@@ -47,6 +47,7 @@ from cathnet.checkpoint import (
 )
 from cathnet.data import CathData
 from cathnet.fileio import atomic_write, write_json
+from cathnet.nn import convert_sync_batchnorm
 from cathnet.so3 import random_rotation
 from cathnet.voxel import voxelize_batch
 
@@ -303,7 +304,7 @@ class _Run:
         self.net = self.model
         if self.world > 1:
             if self.device.type == "cuda":
-                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+                self.net = convert_sync_batchnorm(self.net)
             self.net = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )

@@ -32,8 +32,10 @@ def build(
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, help="Parallel parser processes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split assignment."),
 ) -> None:
-    """Extract atoms of every labelled domain, assign superfamily-disjoint splits in which
-    every class appears, and write a compact npz plus a JSON summary."""
+    """Build a superfamily-disjoint CATH dataset (npz + JSON summary).
+
+    Extracts the atoms of every labelled domain and assigns superfamily-disjoint splits in
+    which every class appears."""
     console = Console(stderr=True, soft_wrap=True)
     if out.suffix != ".npz":
         raise typer.BadParameter(f"{out}: the output must end in .npz", param_hint="-o")

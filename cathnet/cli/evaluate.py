@@ -31,8 +31,10 @@ def evaluate(
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
-    """Accuracy, per-class precision/recall/F1, confusion matrix and accuracy/agreement
-    under random rotations of every structure."""
+    """Test a model: accuracy, per-class P/R/F1, confusion matrix, rotation robustness.
+
+    Rotation robustness: accuracy and top-1 agreement under random rotations of every
+    structure."""
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     console = Console(stderr=True)

@@ -31,8 +31,10 @@ def export(
     opset: int = typer.Option(ONNX_OPSET, "--opset", min=17, help="ONNX opset."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the exported model on random grids and compare with PyTorch."),
 ) -> None:
-    """Export the collapsed network (plain conv3d) with a dynamic batch axis, plus a JSON
-    sidecar with voxelization parameters and class names, both written atomically."""
+    """Export a model as ONNX or TorchScript (collapsed to plain conv3d).
+
+    The exported network has a dynamic batch axis; a JSON sidecar holds the voxelization
+    parameters and class names. Both files are written atomically."""
     if fmt is None:
         fmt = SUFFIXES.get(output.suffix.lower())
         if fmt is None:

@@ -26,7 +26,7 @@ def tetris(
     ),
     check: bool = typer.Option(False, help="Exit with status 1 unless the steerable net is 100 % on the 90° test."),
 ) -> None:
-    """Train a steerable CNN and a plain CNN on the 8 canonical 3D tetris shapes; test on rotations.
+    """The Tetris experiment: train on canonical shapes, test on rotated ones.
 
     The steerable network is exactly invariant to the 24 cube rotations, so it classifies
     every rotated shape correctly; the plain CNN only saw one orientation.

@@ -64,9 +64,11 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train a network with Adam, exponential learning-rate decay and on-the-fly
-    voxelization; the best validation epoch is kept as OUT/best.{safetensors,json}.
-    For data-parallel training: torchrun --no-python --nproc-per-node N cathnet train ..."""
+    """Train a network on a dataset built by `cathnet dataset build`.
+
+    Adam, exponential learning-rate decay, on-the-fly voxelization; the best validation
+    epoch is kept as OUT/best.{safetensors,json}. Data-parallel:
+    torchrun --no-python --nproc-per-node N cathnet train ..."""
     if model not in networks.NETWORKS:
         raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
     if device not in ("auto", "cpu", "cuda"):

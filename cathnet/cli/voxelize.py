@@ -73,9 +73,10 @@ def voxelize(
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel processes."),
     compress: bool = typer.Option(False, "--compress", help="Compress the npz files (smaller, slower)."),
 ) -> None:
-    """Voxelize protein structures into Gaussian density grids (N³ voxels centred on the
-    selected atoms' mean position). Bad inputs get one error line each and exit code 1;
-    the good ones are written."""
+    """Voxelize structures into Gaussian density grids (.npz).
+
+    Grids of N³ voxels are centred on the selected atoms' mean position. Bad inputs get one
+    error line each and exit code 1; the good ones are written."""
     if stacked and out.is_dir():
         raise typer.BadParameter(f"{out} is a directory; --stacked writes one .npz file", param_hint="'-o'")
     if not stacked and out.exists() and not out.is_dir():

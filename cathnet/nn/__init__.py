@@ -12,7 +12,7 @@ import torch.nn as nn
 from cathnet.nn.conv import SE3Conv, check_centred
 from cathnet.nn.field import FieldType
 from cathnet.nn.nonlinearity import Gate, NormNonlinearity
-from cathnet.nn.norm import EquivariantBatchNorm, FieldDropout
+from cathnet.nn.norm import EquivariantBatchNorm, FieldDropout, convert_sync_batchnorm
 from cathnet.nn.pool import EquivariantAvgPool, GlobalPool
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "GlobalPool",
     "check_centred",
     "collapse",
+    "convert_sync_batchnorm",
 ]
 
 

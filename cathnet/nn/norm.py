@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn as nn
-import torch.nn.functional as F
 
 from cathnet.nn.field import FieldType
 
-__all__ = ["EquivariantBatchNorm", "FieldDropout"]
+__all__ = ["EquivariantBatchNorm", "FieldDropout", "convert_sync_batchnorm"]
 
 
 class EquivariantBatchNorm(nn.Module):
@@ -15,7 +16,8 @@ class EquivariantBatchNorm(nn.Module):
 
     Scalars: the usual ``BatchNorm3d``. Fields of order l > 0: no mean shift; each field is
     divided by the square root of its running mean squared norm per component
-    (``E|f|² / (2l+1)``), then scaled by a learned per-field weight.
+    (``E|f|² / (2l+1)``), then scaled by a learned per-field weight. After
+    :func:`convert_sync_batchnorm` the statistics are averaged over all processes.
     """
 
     def __init__(self, field_type: FieldType, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
@@ -26,6 +28,7 @@ class EquivariantBatchNorm(nn.Module):
         n_high = field_type.n_fields - n0
         self.register_buffer("running_sq", torch.ones(n_high))
         self.weight = nn.Parameter(torch.ones(n_high)) if affine and n_high else None
+        self.synchronised = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.field_type
@@ -40,6 +43,8 @@ class EquivariantBatchNorm(nn.Module):
                 high.append(block.reshape(x.shape[0], t.mult(l), 2 * l + 1, *x.shape[2:]))
         if self.training:
             sq = torch.cat([f.pow(2).mean(dim=(0, 2, 3, 4, 5)) for f in high])
+            if self.synchronised and dist.is_initialized():  # equal local batches: mean of means
+                sq = dist_nn.all_reduce(sq) / dist.get_world_size()
             with torch.no_grad():
                 self.running_sq.lerp_(sq.detach(), self.momentum)
         else:
@@ -53,6 +58,16 @@ class EquivariantBatchNorm(nn.Module):
             parts.append((f * scale[k : k + m].view(1, m, 1, 1, 1, 1)).flatten(1, 2))
             k += m
         return torch.cat(parts, dim=1)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """For DistributedDataParallel: plain batch norms become ``nn.SyncBatchNorm`` and every
+    :class:`EquivariantBatchNorm` averages its l > 0 statistics over the processes."""
+    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for m in module.modules():
+        if isinstance(m, EquivariantBatchNorm):
+            m.synchronised = True
+    return module
 
 
 class FieldDropout(nn.Module):

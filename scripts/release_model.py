@@ -1,0 +1,67 @@
+"""Release a trained model into models/: copy the best checkpoint and add the evaluation.
+
+    python scripts/release_model.py RUN_DIR EVAL.json --name cath-arch --command "cathnet train ..."
+
+RUN_DIR holds ``best.safetensors`` + ``best.json`` from ``cathnet train``; EVAL.json is the
+output of ``cathnet evaluate RUN_DIR --data ... -o EVAL.json`` on the test splits. Writes
+``models/NAME.safetensors`` and ``models/NAME.json`` (the training metadata plus
+``metrics.test``, ``training.command`` and the evaluation command), then checks that the
+result loads.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+from pathlib import Path
+
+from cathnet.checkpoint import read_json
+from cathnet.fileio import write_json
+from cathnet.predict import load_model
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("evaluation", type=Path)
+    parser.add_argument("--name", default="cath-arch")
+    parser.add_argument("--command", required=True, help="the training command, recorded in the metadata")
+    parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
+    args = parser.parse_args()
+
+    meta = read_json(args.run / "best.json")
+    evaluation = read_json(args.evaluation)
+    if evaluation["data_sha256"] != meta["data"]["sha256"]:
+        raise SystemExit(f"{args.evaluation}: evaluated on other data than the model was trained on")
+    weights = MODELS / f"{args.name}.safetensors"
+    shutil.copyfile(args.run / meta["weights"]["file"], weights)
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != meta["weights"]["sha256"]:
+        raise SystemExit(f"{weights}: checksum differs from {args.run / 'best.json'}")
+    codes = meta["classes"]["codes"]
+    meta["name"] = args.name
+    meta["weights"]["file"] = weights.name
+    meta["training"]["command"] = args.command
+    meta["metrics"] = {
+        "validation": meta["metrics"],
+        "test": {
+            "splits": evaluation["splits"],
+            "n": evaluation["n"],
+            "accuracy": evaluation["accuracy"],
+            "macro_f1": evaluation["macro_f1"],
+            "per_class": {
+                code: {k: evaluation[k][i] for k in ("precision", "recall", "f1", "support")} for i, code in enumerate(codes)
+            },
+            "confusion": evaluation["confusion"],
+            "rotation": evaluation["rotation"],
+            "command": args.eval_command,
+        },
+    }
+    write_json(MODELS / f"{args.name}.json", meta)
+    model = load_model(args.name)
+    print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
