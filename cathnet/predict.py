@@ -99,9 +99,12 @@ class ArchitectureModel:
         x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
         return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
 
-    def _units(self, source, chain: str | None, per_chain: bool) -> list[tuple[str, str | None, Structure]]:
+    def _units(self, source, chain: str | None, residues: str | None, per_chain: bool) -> list[tuple[str, str | None, Structure]]:
         label = str(source.path if isinstance(source, Structure) else source)
-        structure = source if isinstance(source, Structure) else read_structure(source, chains=[chain] if chain else None)
+        if isinstance(source, Structure):
+            structure = source
+        else:
+            structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
         if chain and isinstance(source, Structure):
             structure = structure.subset(structure.chain == chain)
             if len(structure) == 0:
@@ -111,16 +114,20 @@ class ArchitectureModel:
         return [(label, c, structure.subset(structure.chain == c)) for c in structure.chains()]
 
     def predict(
-        self, source: str | os.PathLike | Structure, *, chain: str | None = None, per_chain: bool = False,
-        rotations: int = 0, seed: int = 0, top: int = 3,
+        self, source: str | os.PathLike | Structure, *, chain: str | None = None, residues: str | None = None,
+        per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3,
     ) -> list[Prediction]:
         """Predictions for one file or :class:`Structure` (one per chain with ``per_chain``).
-        Raises :class:`StructureError` for an unreadable file."""
-        return list(self.predict_many([source], chain=chain, per_chain=per_chain, rotations=rotations, seed=seed, top=top, raise_errors=True))
+        ``residues`` ("A:10-120,…") cuts a domain out of a file. Raises
+        :class:`StructureError` for an unreadable file."""
+        return list(self.predict_many(
+            [source], chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed, top=top,
+            raise_errors=True,
+        ))
 
     def predict_many(
         self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None,
-        per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3, batch_size: int = 16,
+        residues: str | None = None, per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3, batch_size: int = 16,
         raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
     ) -> Iterator[Prediction]:
         """Predictions in input order, batched; a structure that fails yields a
@@ -143,7 +150,7 @@ class ArchitectureModel:
 
         for index, source in enumerate(sources):
             try:
-                units = self._units(source, chain, per_chain)
+                units = self._units(source, chain, residues, per_chain)
                 for label, unit_chain, structure in units:
                     rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                     grids, n_atoms, outside = [], 0, 0

@@ -1,9 +1,10 @@
 """Release a trained model into models/: copy the best checkpoint and add the evaluation.
 
-    python scripts/release_model.py RUN_DIR EVAL.json --name cath-arch --command "cathnet train ..."
+    python scripts/release_model.py MODEL EVAL.json --name cath-arch --command "cathnet train ..." --eval-command "..."
 
-RUN_DIR holds ``best.safetensors`` + ``best.json`` from ``cathnet train``; EVAL.json is the
-output of ``cathnet evaluate RUN_DIR --data ... -o EVAL.json`` on the test splits. Writes
+MODEL is a model stem (``STEM.json`` + ``STEM.safetensors``, e.g. ``RUN_DIR/best`` from
+``cathnet train``); EVAL.json is the output of ``cathnet evaluate MODEL --data ... -o
+EVAL.json`` on the test splits. Writes
 ``models/NAME.safetensors`` and ``models/NAME.json`` (the training metadata plus
 ``metrics.test``, ``training.command`` and the evaluation command), then checks that the
 result loads.
@@ -24,21 +25,22 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("model", type=Path, help="model stem, e.g. runs/x/best")
     parser.add_argument("evaluation", type=Path)
     parser.add_argument("--name", default="cath-arch")
     parser.add_argument("--command", required=True, help="the training command, recorded in the metadata")
     parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
     args = parser.parse_args()
 
-    meta = read_json(args.run / "best.json")
+    stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
+    meta = read_json(stem.with_name(stem.name + ".json"))
     evaluation = read_json(args.evaluation)
     if evaluation["data_sha256"] != meta["data"]["sha256"]:
         raise SystemExit(f"{args.evaluation}: evaluated on other data than the model was trained on")
     weights = MODELS / f"{args.name}.safetensors"
-    shutil.copyfile(args.run / meta["weights"]["file"], weights)
+    shutil.copyfile(stem.with_name(meta["weights"]["file"]), weights)
     if hashlib.sha256(weights.read_bytes()).hexdigest() != meta["weights"]["sha256"]:
-        raise SystemExit(f"{weights}: checksum differs from {args.run / 'best.json'}")
+        raise SystemExit(f"{weights}: checksum differs from {stem}.json")
     codes = meta["classes"]["codes"]
     meta["name"] = args.name
     meta["weights"]["file"] = weights.name

@@ -114,3 +114,15 @@ def test_cli_table_and_unknown_model():
     assert result.exit_code == 0 and "agreement" in result.stdout
     result = runner.invoke(app, ["predict", CATH[0], "--model", "nope"])
     assert result.exit_code == 1 and "unknown model" in result.output
+
+
+def test_cli_residue_ranges(model):
+    s = read_structure(CATH[0])
+    chain, first = s.chain[0], int(s.res_num[0])
+    spec = f"{chain}:{first}-{first + 20}"
+    result = runner.invoke(app, ["predict", CATH[0], "--residues", spec, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (part,) = model.predict(CATH[0], residues=spec)
+    assert json.loads(result.stdout)[0]["probability"] == part.probability
+    assert part.n_atoms == 21 < model.predict(CATH[0])[0].n_atoms
+    assert runner.invoke(app, ["predict", CATH[0], "--residues", "A:x"]).exit_code == 2

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from rich.console import Console
 
-from cathnet.structure import SELECTIONS
+from cathnet.structure import SELECTIONS, parse_residue_ranges
 
 __all__ = [
     "STRUCTURE_SUFFIXES", "err_console", "expand_inputs", "is_structure_file", "report_error", "structure_id",
@@ -101,3 +101,15 @@ def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
 
 #: Atom selections as a CLI choice (values from :data:`cathnet.structure.SELECTIONS`).
 Selection = Enum("Selection", {name.replace("-", "_"): name for name in SELECTIONS}, type=str)
+
+
+def check_residue_ranges(value: str | None) -> str | None:
+    """Typer callback: a ``--residues`` value that :func:`parse_residue_ranges` accepts."""
+    if value is not None:
+        try:
+            parse_residue_ranges(value)
+        except ValueError as exc:
+            import typer
+
+            raise typer.BadParameter(str(exc)) from None
+    return value

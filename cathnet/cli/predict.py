@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import err_console, expand_inputs, report_error
+from cathnet.cli.common import check_residue_ranges, err_console, expand_inputs, report_error
 from cathnet.fileio import atomic_write
 from cathnet.predict import DEFAULT_MODEL, Prediction, load_model
 from cathnet.train import TrainError, resolve_device
@@ -77,6 +77,7 @@ def predict(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Grids per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
+    residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
     per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain."),
     rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations and report their agreement."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
@@ -102,7 +103,7 @@ def predict(
         console=err_console, transient=True, disable=not progress or len(paths) < 2,
     ) as bar:
         task = bar.add_task("predict", total=len(paths))
-        for pred in net.predict_many(paths, chain=chain, per_chain=per_chain, rotations=rotations, seed=seed,
+        for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
                                      batch_size=batch_size, on_done=lambda n: bar.advance(task, n)):
             if pred.error is not None:
                 report_error(pred.file, pred.error)

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Selection, err_console, expand_inputs, report_error, structure_id
+from cathnet.cli.common import Selection, check_residue_ranges, err_console, expand_inputs, report_error, structure_id
 from cathnet.fileio import atomic_save_npz
-from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, parse_residue_ranges, read_structure, select_atoms
+from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, read_structure, select_atoms
 from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, voxelize as voxelize_atoms
 
 
@@ -49,15 +49,6 @@ def _positive(value: float) -> float:
     return value
 
 
-def _residue_ranges(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_residue_ranges(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
-
-
 @app.command()
 def voxelize(
     inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Structure files, directories (searched recursively for .pdb .ent .cif .mmcif .pqr, optionally .gz) or glob patterns."),
@@ -68,7 +59,7 @@ def voxelize(
     sigma: float = typer.Option(SIGMA, "--sigma", callback=_positive, help="Gaussian σ of each atom in Å."),
     selection: Selection = typer.Option(Selection.ca, "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
-    residues: str = typer.Option(None, "--residues", callback=_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
+    residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel processes."),
     compress: bool = typer.Option(False, "--compress", help="Compress the npz files (smaller, slower)."),
