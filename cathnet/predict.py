@@ -82,16 +82,23 @@ class ArchitectureModel:
         self.codes: list[str] = list(meta["classes"]["codes"])
         self.names: list[str] = list(meta["classes"]["names"])
 
-    def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
-        """(C, N, N, N) input grid, number of atoms, number outside the box."""
-        coords, channels, n_channels = select_atoms(structure, self.selection)
+    def grids(self, structure: Structure, rotations=(None,)) -> tuple[np.ndarray, int, int]:
+        """(len(rotations), C, N, N, N) input grids of ``structure`` under each rotation
+        (None: as is), the number of atoms, and the most atoms outside the box."""
+        coords, channels, n_channels = select_atoms(structure, self.selection)  # once for all rotations
         if len(coords) == 0:
             raise StructureError(structure.path, f"no {self.selection} atoms")
-        grid, outside = voxelize(
-            coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
-            sigma=self.sigma, rotation=rotation,
-        )
-        return grid, len(coords), int(outside)
+        out = [
+            voxelize(coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
+                     sigma=self.sigma, rotation=R)
+            for R in rotations
+        ]
+        return np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out)
+
+    def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+        """(C, N, N, N) input grid, number of atoms, number outside the box."""
+        grids, n_atoms, outside = self.grids(structure, [rotation])
+        return grids[0], n_atoms, outside
 
     @torch.no_grad()
     def probabilities(self, grids: np.ndarray) -> np.ndarray:
@@ -99,19 +106,19 @@ class ArchitectureModel:
         x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
         return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
 
-    def _units(self, source, chain: str | None, residues: str | None, per_chain: bool) -> list[tuple[str, str | None, Structure]]:
-        label = str(source.path if isinstance(source, Structure) else source)
+    def _units(self, source, chain: str | None, residues: str | None, per_chain: bool) -> list[tuple[str | None, Structure]]:
+        """(chain, structure) pieces to predict for one file or :class:`Structure`."""
         if isinstance(source, Structure):
             structure = source
+            if chain:
+                structure = structure.subset(structure.chain == chain)
+                if len(structure) == 0:
+                    raise StructureError(_label(source), f"no chain {chain!r}")
         else:
             structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
-        if chain and isinstance(source, Structure):
-            structure = structure.subset(structure.chain == chain)
-            if len(structure) == 0:
-                raise StructureError(label, f"no chain {chain!r}")
         if not per_chain:
-            return [(label, chain, structure)]
-        return [(label, c, structure.subset(structure.chain == c)) for c in structure.chains()]
+            return [(chain, structure)]
+        return [(c, structure.subset(structure.chain == c)) for c in structure.chains()]
 
     def predict(
         self, source: str | os.PathLike | Structure, *, chain: str | None = None, residues: str | None = None,
@@ -133,12 +140,12 @@ class ArchitectureModel:
         """Predictions in input order, batched; a structure that fails yields a
         :class:`Prediction` with ``error`` set (or raises with ``raise_errors``).
         ``rotations`` > 0 averages over that many random rotations (seeded per structure)."""
-        pending: list[tuple[Prediction, list[np.ndarray]]] = []
+        pending: list[tuple[Prediction, np.ndarray]] = []
 
         def flush():
             if not pending:
                 return
-            grids = np.stack([g for _, gs in pending for g in gs])
+            grids = np.concatenate([gs for _, gs in pending])
             probs = np.concatenate([self.probabilities(grids[i : i + batch_size]) for i in range(0, len(grids), batch_size)])
             k = 0
             for pred, gs in pending:
@@ -150,20 +157,15 @@ class ArchitectureModel:
 
         for index, source in enumerate(sources):
             try:
-                units = self._units(source, chain, residues, per_chain)
-                for label, unit_chain, structure in units:
-                    rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
-                    grids, n_atoms, outside = [], 0, 0
-                    for R in rots:
-                        g, n_atoms, out = self.grid(structure, R)
-                        grids.append(g)
-                        outside = max(outside, out)
-                    pending.append((Prediction(label, unit_chain, n_atoms=n_atoms, atoms_outside=outside), grids))
+                rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
+                for unit_chain, structure in self._units(source, chain, residues, per_chain):
+                    grids, n_atoms, outside = self.grids(structure, rots)
+                    pending.append((Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside), grids))
             except StructureError as exc:
                 if raise_errors:
                     raise
                 yield from flush()
-                yield Prediction(str(getattr(source, "path", source)), chain, error=exc.reason if hasattr(exc, "reason") else str(exc))
+                yield Prediction(_label(source), chain, error=exc.reason)
             if on_done:
                 on_done(1)
             if sum(len(g) for _, g in pending) >= batch_size:
@@ -178,6 +180,10 @@ class ArchitectureModel:
         pred.top = [{"architecture": self.codes[i], "name": self.names[i], "probability": round(float(mean[i]), 4)} for i in order[:top]]
         if len(probs) > 1:
             pred.agreement = round(float((probs.argmax(axis=1) == best).mean()), 4)
+
+
+def _label(source) -> str:
+    return str(source.path if isinstance(source, Structure) else source)
 
 
 def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True) -> ArchitectureModel:

@@ -1,7 +1,6 @@
 """The 3D Tetris experiment: shapes, exact invariance, chirality, 100 % on rotated shapes."""
 import itertools
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner

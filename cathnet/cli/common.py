@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import typer
 from rich.console import Console
 
 from cathnet.structure import SELECTIONS, parse_residue_ranges
@@ -109,7 +110,5 @@ def check_residue_ranges(value: str | None) -> str | None:
         try:
             parse_residue_ranges(value)
         except ValueError as exc:
-            import typer
-
             raise typer.BadParameter(str(exc)) from None
     return value

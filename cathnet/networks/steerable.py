@@ -83,9 +83,6 @@ class _Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.conv(x)))
 
-    def invariants(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.conv(x))
-
 
 class SE3ResNet(nn.Module):
     """The paper's steerable ResNet34 for CATH (supplement, Table 4): a gated stem, four
