@@ -1,7 +1,9 @@
 """CATH architecture dataset: labels, atom extraction, superfamily-disjoint splits, npz I/O.
 
 The dataset is one compressed ``.npz`` (no pickled objects) holding every domain's atoms
-concatenated, plus a JSON summary next to it:
+concatenated, plus a JSON summary next to it. With ``atoms="environment"`` it holds every
+heavy C/N/O/S atom and a residue table, the input of the amino-acid task (voxel grids are
+never stored: environments are cut out and voxelized batch by batch):
 
 =================  ===========  ======================================================
 key                shape/dtype  meaning
@@ -10,6 +12,10 @@ positions          (M, 3) f32   atom coordinates in Å, domains concatenated
 channels           (M,) u8      atom channel (see ``meta.atoms``: ca, backbone, heavy)
 residue_index      (M,) i32     residue of each atom, 0-based within its domain
 offsets, counts    (D+1,), (D,) atoms of domain d: ``offsets[d]:offsets[d+1]``
+backbone           (M,) bool    ``environment`` datasets only: N, CA, C or O atom
+res_offsets        (D+1,) i64   ``environment`` only: residues of domain d
+res_ca/res_n/res_c (R,) i32     ``environment`` only: atom row (within the domain) or -1
+res_labels         (R,) i8      ``environment`` only: amino acid (``AMINO_ACIDS``) or -1
 labels             (D,) i64     index into ``class_codes``
 class_codes/names  (K,) str     CATH architectures "C.A" and their names
 ids, cath_codes    (D,) str     CATH domain ids and C.A.T.H codes
@@ -37,6 +43,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from cathnet.environments import environment, residue_atoms
 from cathnet.fileio import atomic_save_npz, write_json
 from cathnet.structure import StructureError, read_structure, select_atoms, selection_mask
 
@@ -47,6 +54,8 @@ __all__ = [
     "DatasetError",
     "BuildResult",
     "CathData",
+    "EnvironmentData",
+    "ENVIRONMENT",
     "read_labels",
     "assign_splits",
     "build_dataset",
@@ -54,6 +63,7 @@ __all__ = [
 ]
 
 FORMAT = "cathnet-cath/1"
+ENVIRONMENT = "environment"  # atoms selection of amino-acid environment datasets
 
 #: The ten CATH architectures classified in the paper (label order).
 ARCHITECTURES: dict[str, str] = {
@@ -214,6 +224,11 @@ def _extract(job: tuple[str, str, bytes | None, str]) -> tuple[str, object]:
     cath_id, name, data, atoms = job
     try:
         structure = read_structure(name, data=data)
+        if atoms == ENVIRONMENT:
+            a = residue_atoms(structure)
+            if len(a.coords) == 0:
+                raise StructureError(name, "no C, N, O or S atoms")
+            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels)
         coords, channels, n_channels = select_atoms(structure, atoms)
         if len(coords) == 0:
             raise StructureError(name, f"no {atoms} atoms")
@@ -284,7 +299,7 @@ def build_dataset(
     on_progress: Callable[[], None] | None = None,
     on_error: Callable[[str, str], None] | None = None,
 ) -> BuildResult:
-    """Extract ``atoms`` ("ca", "backbone", "heavy") of every labelled domain found in
+    """Extract ``atoms`` ("ca", "ca-ss", "backbone", "heavy" or "environment") of every labelled domain found in
     ``pdb`` (a directory of ``<cath_id>[.pdb|.ent|.cif][.gz]`` files or a tar archive
     such as ``pool.tar.xz``), assign superfamily-disjoint splits and write ``out``
     (npz) plus ``out`` with suffix ``.json`` (summary). ``labels`` defaults to the
@@ -363,9 +378,21 @@ def build_dataset(
         "source": {"labels": str(labels) if labels else f"{pdb}:labels.csv", "pdb": str(pdb)},
         "licence": "Derived from CATH (http://cathdb.info), CC BY 4.0; coordinates wwPDB (CC0).",
     }
+    extra = {}
+    if atoms == ENVIRONMENT:
+        n_res = np.array([len(a[5]) for a in arrays], dtype=np.int64)
+        extra = dict(
+            backbone=np.concatenate([a[4] for a in arrays]),
+            res_offsets=np.concatenate([[0], np.cumsum(n_res)]),
+            res_ca=np.concatenate([a[5] for a in arrays]).astype(np.int32),
+            res_n=np.concatenate([a[6] for a in arrays]).astype(np.int32),
+            res_c=np.concatenate([a[7] for a in arrays]).astype(np.int32),
+            res_labels=np.concatenate([a[8] for a in arrays]).astype(np.int8),
+        )
     atomic_save_npz(
         out,
         compress=True,  # byte-reproducible: equal datasets, equal SHA-256
+        **extra,
         positions=np.concatenate([a[0] for a in arrays]).astype(np.float32),
         channels=np.concatenate([a[1] for a in arrays]).astype(np.uint8),
         residue_index=np.concatenate([a[2] for a in arrays]).astype(np.int32),
@@ -402,6 +429,13 @@ def build_dataset(
         },
         "seconds": round(time.perf_counter() - start, 2),
     }
+    if atoms == ENVIRONMENT:
+        res_labels, n_res = extra["res_labels"], np.diff(extra["res_offsets"])
+        res_split = np.repeat(splits, n_res)
+        summary["residues"] = {
+            "total": int(len(res_labels)), "standard_with_ca": int(((res_labels >= 0) & (extra["res_ca"] >= 0)).sum()),
+            "per_split": [int(((res_labels >= 0) & (res_split == s)).sum()) for s in range(n_splits)],
+        }
     summary_path = out.with_suffix(".json")
     write_json(summary_path, summary)
     return BuildResult(out, summary_path, summary, errors)
@@ -473,3 +507,41 @@ class CathData:
         if bad:
             raise DatasetError(f"split(s) {bad} out of range: {self.path} has splits 0..{self.n_splits - 1}")
         return np.flatnonzero(np.isin(self.splits, splits))
+
+
+class EnvironmentData(CathData):
+    """An ``environment`` dataset (``build_dataset(..., atoms="environment")``): the
+    domains' C/N/O/S atoms plus a residue table, for the amino-acid task."""
+
+    RES_KEYS = ("backbone", "res_offsets", "res_ca", "res_n", "res_c", "res_labels")
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        if self.meta.get("atoms") != ENVIRONMENT:
+            raise DatasetError(
+                f"{self.path}: built with --atoms {self.meta.get('atoms')}; the amino-acid task needs --atoms {ENVIRONMENT}"
+            )
+        with np.load(self.path, allow_pickle=False) as z:
+            for k in self.RES_KEYS:
+                setattr(self, k, z[k])
+        n_res = np.diff(self.res_offsets)
+        self.res_domain = np.repeat(np.arange(len(self), dtype=np.int32), n_res)
+        self.res_splits = self.splits[self.res_domain]
+
+    def residues(self, splits: Iterable[int], *, oriented: bool = False) -> np.ndarray:
+        """Rows of the standard residues in ``splits`` that have a Cα (and N, C when ``oriented``)."""
+        domains = self.indices(splits)
+        ok = np.isin(self.res_domain, domains) & (self.res_labels >= 0) & (self.res_ca >= 0)
+        if oriented:
+            ok &= (self.res_n >= 0) & (self.res_c >= 0)
+        return np.flatnonzero(ok)
+
+    def residue_environment(self, row: int, *, radius: float, oriented: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Environment (coordinates relative to the Cα, channels) of residue ``row``."""
+        d = self.res_domain[row]
+        lo, hi = self.offsets[d], self.offsets[d + 1]
+        return environment(
+            self.positions[lo:hi], self.channels[lo:hi], self.residue_index[lo:hi], self.backbone[lo:hi],
+            row - self.res_offsets[d], self.res_ca[row], self.res_n[row], self.res_c[row],
+            radius=radius, oriented=oriented,
+        )

@@ -2,32 +2,132 @@
 
 The environment of a residue is every heavy atom within ``radius`` (default 12 Å) of its
 Cα, minus the residue's own side chain (its backbone N, CA, C, O stays), one channel per
-element C, N, O, S (other elements are dropped), in Å relative to the Cα. Two variants:
+element C, N, O, S (Se counts as S; other elements are dropped), in Å relative to the Cα.
+Two variants:
 
 * unoriented: coordinates in the structure's own axes — a rotation-equivariant model must
   cope with any orientation, which is what steerable networks are for;
 * oriented: coordinates in the residue's backbone frame (:func:`backbone_frame`), as in the
   original work, so that a plain CNN sees every environment in a canonical pose.
+
+:func:`residue_atoms` turns a structure into flat arrays once; :func:`environment` cuts
+one residue's environment out of them. Training (:mod:`cathnet.tasks`) and prediction use
+the same two functions, so both see identical environments.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from cathnet.structure import Structure
 
-__all__ = ["AMINO_ACIDS", "ENV_CHANNELS", "Environment", "backbone_frame", "residue_environments"]
+__all__ = [
+    "AMINO_ACIDS", "ONE_LETTER", "ENV_CHANNELS", "RADIUS", "Environment", "ResidueAtoms",
+    "backbone_frame", "environment", "pad_environments", "residue_atoms", "residue_environments",
+]
 
 #: the 20 standard amino acids, in the order of their one-letter codes
 AMINO_ACIDS = (
     "ALA", "CYS", "ASP", "GLU", "PHE", "GLY", "HIS", "ILE", "LYS", "LEU",
     "MET", "ASN", "PRO", "GLN", "ARG", "SER", "THR", "VAL", "TRP", "TYR",
 )
+ONE_LETTER = "ACDEFGHIKLMNPQRSTVWY"
 ENV_CHANNELS = ("C", "N", "O", "S")
 BACKBONE = ("N", "CA", "C", "O")
+RADIUS = 12.0
 _ELEMENT_CHANNEL = {"C": 0, "N": 1, "O": 2, "S": 3, "SE": 3}  # selenomethionine's Se as S
+
+
+@dataclass(frozen=True)
+class ResidueAtoms:
+    """The environment atoms (C, N, O, S) of a structure and a table of its residues.
+
+    Atom arrays have M rows, residue arrays R rows (every residue of the structure, in
+    order); ``ca``, ``n``, ``c`` index atom rows, -1 where the atom is missing.
+    """
+
+    coords: np.ndarray    # (M, 3) float32, Å
+    channels: np.ndarray  # (M,) uint8, index into ENV_CHANNELS
+    residue: np.ndarray   # (M,) int32, residue row of each atom
+    backbone: np.ndarray  # (M,) bool, N, CA, C or O
+    ca: np.ndarray        # (R,) int64
+    n: np.ndarray         # (R,) int64
+    c: np.ndarray         # (R,) int64
+    labels: np.ndarray    # (R,) int8, index into AMINO_ACIDS, -1 for a non-standard residue
+    chain: np.ndarray     # (R,) str
+    resnum: np.ndarray    # (R,) int32
+    icode: np.ndarray     # (R,) str
+    native: np.ndarray    # (R,) str, residue name as in the file
+
+    def usable(self, oriented: bool = False) -> np.ndarray:
+        """Residues that have an environment: a Cα (and N and C when ``oriented``)."""
+        ok = self.ca >= 0
+        return ok & (self.n >= 0) & (self.c >= 0) if oriented else ok
+
+
+def residue_atoms(structure: Structure) -> ResidueAtoms:
+    """Flatten ``structure`` into environment atoms and a residue table."""
+    residue_all = structure.residue_index
+    n_res = int(residue_all.max()) + 1 if len(residue_all) else 0
+    channel = np.array([_ELEMENT_CHANNEL.get(e, -1) for e in structure.element], dtype=np.int16)
+    keep = np.flatnonzero(channel >= 0)
+    names = structure.atom_name[keep]
+    residue = residue_all[keep].astype(np.int32)
+
+    def first(atom: str) -> np.ndarray:
+        rows = np.full(n_res, -1, np.int64)
+        hit = np.flatnonzero(names == atom)
+        rows[residue[hit[::-1]]] = hit[::-1]  # first occurrence wins
+        return rows
+
+    first_atom = np.searchsorted(residue_all, np.arange(n_res))
+    res_name = structure.res_name[first_atom]
+    lookup = {name: i for i, name in enumerate(AMINO_ACIDS)}
+    return ResidueAtoms(
+        coords=structure.coords[keep].astype(np.float32), channels=channel[keep].astype(np.uint8),
+        residue=residue, backbone=np.isin(names, BACKBONE), ca=first("CA"), n=first("N"), c=first("C"),
+        labels=np.array([lookup.get(r, -1) for r in res_name], dtype=np.int8),
+        chain=structure.chain[first_atom], resnum=structure.res_num[first_atom].astype(np.int32),
+        icode=structure.icode[first_atom], native=res_name,
+    )
+
+
+def backbone_frame(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Rotation whose rows are the residue's axes: x along Cα→N, z normal to the N-Cα-C
+    plane (x × Cα→C), y = z × x. ``frame @ (p - ca)`` gives local coordinates."""
+    x = n - ca
+    x = x / np.linalg.norm(x)
+    z = np.cross(x, c - ca)
+    z = z / np.linalg.norm(z)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def environment(
+    coords: np.ndarray, channels: np.ndarray, residue: np.ndarray, backbone: np.ndarray,
+    r: int, ca: int, n: int = -1, c: int = -1, *, radius: float = RADIUS, oriented: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates (K, 3) float32 relative to the Cα (rotated into the backbone frame when
+    ``oriented``) and channels (K,) of residue ``r``'s environment, given the atom arrays of
+    its structure and the rows of its CA (and N, C) atoms."""
+    centre = coords[ca].astype(np.float64)
+    rel = coords.astype(np.float64) - centre
+    keep = (np.einsum("ij,ij->i", rel, rel) <= radius * radius) & ((residue != r) | backbone)
+    rel = rel[keep]
+    if oriented:
+        rel = rel @ backbone_frame(coords[n].astype(np.float64), centre, coords[c].astype(np.float64)).T
+    return rel.astype(np.float32), channels[keep]
+
+
+def pad_environments(envs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack environments into padded (B, A, 3) coordinates, (B, A) channels and mask."""
+    width = max([1] + [len(xyz) for xyz, _ in envs])
+    coords = np.zeros((len(envs), width, 3), np.float32)
+    channels = np.zeros((len(envs), width), np.int64)
+    mask = np.zeros((len(envs), width), bool)
+    for b, (xyz, ch) in enumerate(envs):
+        coords[b, : len(xyz)], channels[b, : len(xyz)], mask[b, : len(xyz)] = xyz, ch, True
+    return coords, channels, mask
 
 
 @dataclass(frozen=True)
@@ -43,45 +143,15 @@ class Environment:
     channels: np.ndarray  # (M,) int64 index into ENV_CHANNELS
 
 
-def backbone_frame(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Rotation whose rows are the residue's axes: x along Cα→N, z normal to the N-Cα-C
-    plane (x × Cα→C), y = z × x. ``frame @ (p - ca)`` gives local coordinates."""
-    x = n - ca
-    x = x / np.linalg.norm(x)
-    z = np.cross(x, c - ca)
-    z = z / np.linalg.norm(z)
-    return np.stack([x, np.cross(z, x), z])
-
-
-def residue_environments(structure: Structure, *, radius: float = 12.0, oriented: bool = False) -> list[Environment]:
+def residue_environments(structure: Structure, *, radius: float = RADIUS, oriented: bool = False) -> list[Environment]:
     """One :class:`Environment` per residue with a Cα (oriented ones also need N and C)."""
-    element = structure.element
-    channel = np.array([_ELEMENT_CHANNEL.get(e, -1) for e in element], dtype=np.int64)
-    usable = channel >= 0
-    atoms = np.flatnonzero(usable)
-    tree = cKDTree(structure.coords[atoms])
-    residue = structure.residue_index
-    name = structure.atom_name
-    is_backbone = np.isin(name, BACKBONE)
+    a = residue_atoms(structure)
     out = []
-    for r in np.unique(residue):
-        own = np.flatnonzero(residue == r)
-        named = {name[i]: i for i in own}
-        if "CA" not in named or (oriented and not ("N" in named and "C" in named)):
-            continue
-        ca = structure.coords[named["CA"]].astype(np.float64)
-        near = atoms[tree.query_ball_point(ca, radius)]
-        near = near[(residue[near] != r) | is_backbone[near]]  # drop the own side chain only
-        near.sort()
-        rel = structure.coords[near].astype(np.float64) - ca
-        if oriented:
-            frame = backbone_frame(structure.coords[named["N"]].astype(np.float64), ca, structure.coords[named["C"]].astype(np.float64))
-            rel = rel @ frame.T
-        i = own[0]
-        res_name = structure.res_name[i]
+    for r in np.flatnonzero(a.usable(oriented)):
+        xyz, ch = environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r],
+                              radius=radius, oriented=oriented)
         out.append(Environment(
-            chain=str(structure.chain[i]), resnum=int(structure.res_num[i]), icode=str(structure.icode[i]),
-            native=str(res_name), label=AMINO_ACIDS.index(res_name) if res_name in AMINO_ACIDS else -1,
-            coords=rel.astype(np.float32), channels=channel[near],
+            chain=str(a.chain[r]), resnum=int(a.resnum[r]), icode=str(a.icode[r]), native=str(a.native[r]),
+            label=int(a.labels[r]), coords=xyz, channels=ch.astype(np.int64),
         ))
     return out

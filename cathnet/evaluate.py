@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cathnet.checkpoint import load_model
 from cathnet.fileio import atomic_write
@@ -47,17 +48,20 @@ def evaluate(
     batch_size: int = 32,
     device: str = "auto",
     seed: int = 0,
+    max_items: int | None = None,
     on_start=None,
     on_batch=None,
 ) -> dict:
     """Evaluate ``checkpoint`` on ``splits`` of ``data`` (default: the checkpoint's test
     splits). ``rotations`` extra passes rotate every structure by an independent
     Haar-random rotation (seeded); reported per pass: accuracy and agreement of the
-    top-1 prediction with the unrotated one. ``on_start(n_items)`` and
-    ``on_batch(n)`` report progress."""
+    top-1 prediction with the unrotated one. ``max_items`` evaluates a seeded uniform
+    sample of that many items (e.g. residues). ``on_start(n_items)`` and ``on_batch(n)``
+    report progress."""
     dev = resolve_device(device)
     model, meta = load_model(checkpoint, dev)
-    task = make_task(meta["task"], data)
+    inp = meta["input"]
+    task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
@@ -65,23 +69,29 @@ def evaluate(
         raise TrainError(f"{data}: input {info['input']} differs from the model's {meta['input']}")
     splits = list(meta["data"]["test_splits"] if splits is None else splits)
     items = task.items(splits)
+    n_in_splits = int(len(items))
     if len(items) == 0:
-        raise TrainError(f"{data}: no domain in split(s) {splits}")
+        raise TrainError(f"{data}: no item in split(s) {splits}")
+    if max_items is not None and max_items < len(items):
+        items = np.sort(np.random.default_rng([seed, 1]).choice(items, max_items, replace=False))
     voxels = Voxels(**{k: meta["input"][k] for k in ("grid_size", "voxel_size", "sigma")})
     if on_start:
         on_start(len(items) * (1 + rotations))
     y = task.labels[items]
 
-    def run(R=None) -> np.ndarray:
-        logits = predict(model, task, items, voxels, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch)
-        return logits.argmax(1).numpy()
+    def run(R=None):
+        return predict(model, task, items, voxels, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch)
 
-    reference = run()
+    logits = run()
+    reference = logits.argmax(1).numpy()
     result = classification_metrics(y, reference, len(codes))
+    top3 = logits.topk(min(3, len(codes)), dim=1).indices.numpy()
+    result["top3_accuracy"] = float((top3 == y[:, None]).any(1).mean())
+    result["log_loss"] = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(y.astype(np.int64))))
     rng = np.random.default_rng(seed)
     passes = []
     for _ in range(rotations):
-        predicted = run(random_rotation(len(items), rng))
+        predicted = run(random_rotation(len(items), rng)).argmax(1).numpy()
         passes.append({"accuracy": float((predicted == y).mean()), "agreement": float((predicted == reference).mean())})
     acc = np.array([p["accuracy"] for p in passes])
     agree = np.array([p["agreement"] for p in passes])
@@ -98,10 +108,12 @@ def evaluate(
         "checkpoint": str(checkpoint),
         "network": meta["network"]["name"],
         "n_parameters": meta["network"]["n_parameters"],
+        "input": meta["input"],
         "data": str(data),
         "data_sha256": task.sha256,
         "data_matches_training": task.sha256 == meta["data"]["sha256"],
         "splits": splits,
+        "n_items_in_splits": n_in_splits,
         "classes": {"codes": codes, "names": meta["classes"]["names"]},
         "device": str(dev),
         **result,

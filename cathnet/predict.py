@@ -1,4 +1,5 @@
-"""Predict CATH architectures with a released model.
+"""Predict with a released model: CATH architectures (``cath-arch``, :class:`ArchitectureModel`)
+or per-residue amino-acid propensities (``aa-propensity``, :class:`cathnet.propensity.PropensityModel`).
 
 >>> import cathnet
 >>> model = cathnet.load_model("cath-arch")                     # doctest: +SKIP
@@ -23,9 +24,11 @@ from cathnet import checkpoint, nn as enn, so3
 from cathnet.structure import Structure, StructureError, read_structure, select_atoms
 from cathnet.voxel import voxelize
 
-__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models"]
+__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
 
 DEFAULT_MODEL = "cath-arch"
+#: the released model used for each task when none is named
+DEFAULT_MODELS = {"cath": "cath-arch", "aa": "aa-propensity"}
 
 
 def models_dir() -> Path:
@@ -186,10 +189,12 @@ def _label(source) -> str:
     return str(source.path if isinstance(source, Structure) else source)
 
 
-def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True) -> ArchitectureModel:
-    """A released model by name (``"cath-arch"``, see :func:`available_models`) or by path
-    to its ``.json``/``.safetensors``/stem or a training folder. With ``collapse`` every
-    steerable convolution becomes a plain ``conv3d``."""
+def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True):
+    """A released model by name (``"cath-arch"``, ``"aa-propensity"``, see
+    :func:`available_models`) or by path to its ``.json``/``.safetensors``/stem or a
+    training folder: an :class:`ArchitectureModel` or a
+    :class:`~cathnet.propensity.PropensityModel`, after the model's task. With ``collapse``
+    every steerable convolution becomes a plain ``conv3d``."""
     path = Path(name)
     if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
         candidate = models_dir() / str(name)
@@ -200,4 +205,11 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.d
     network, meta = checkpoint.load_model(path, device="cpu")
     if collapse:
         network = enn.collapse(network)
+    if meta.get("task") == "aa":
+        from cathnet.propensity import PropensityModel
+
+        try:
+            return PropensityModel(network, meta, device)
+        except (KeyError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"{path}: not a usable amino-acid model ({exc})") from None
     return ArchitectureModel(network, meta, device)

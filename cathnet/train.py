@@ -1,11 +1,15 @@
-"""Training loop for voxel-grid classifiers (task ``cath``: CATH architectures).
+"""Training loop for voxel-grid classifiers (tasks ``cath``: CATH architectures, ``aa``:
+amino acids from residue environments; see :mod:`cathnet.tasks`).
 
 The loop is task-agnostic: a *task* yields item indices per split, class labels per item
 and padded atom batches; atoms are rotated and voxelized on the training device
 (:func:`cathnet.voxel.voxelize_batch`), then fed to a network from
 :mod:`cathnet.networks`. Paper recipe (Weiler et al. 2018): Adam, learning rate decayed
 by ``lr_decay`` per epoch after ``burn_in`` epochs, L1 + L2 weight penalties, random
-rotations for plain CNNs, splits 7/1/2 of 10 for train/validation/test.
+rotations for plain CNNs, splits 7/1/2 of 10 for train/validation/test. Large tasks (0.8M residue environments) can
+train on ``epoch_size`` items per epoch, read from an endless stream of seeded passes over
+the training items (class-balanced draws with ``balance``), and validate on a fixed
+seeded subset of ``val_size`` items.
 
 Reproducibility: all randomness of epoch ``e`` (data order, rotations, dropout) is seeded
 from ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly
@@ -45,18 +49,16 @@ from cathnet.checkpoint import (
     read_json,
     save_model,
 )
-from cathnet.data import CathData
 from cathnet.fileio import atomic_write, write_json
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.so3 import random_rotation
+from cathnet.tasks import TASKS, Batch, TrainError, Voxels, make_task
 from cathnet.voxel import voxelize_batch
 
 __all__ = [
     "TrainConfig",
     "TrainError",
-    "Batch",
     "Voxels",
-    "CathTask",
     "TASKS",
     "make_task",
     "resolve_device",
@@ -71,16 +73,14 @@ _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchroni
 _RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
+    "oriented", "epoch_size", "val_size", "balance",
 )
-
-
-class TrainError(Exception):
-    """A training option or state that cannot be used (one-line message)."""
 
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`train` (defaults: the paper's CNN recipe, 50³ × 2 Å grids)."""
+    """Options of :func:`train` (defaults: the paper's CNN recipe; grid from the task:
+    50³ × 2 Å for ``cath``, 16³ × 1.5 Å for ``aa``)."""
 
     data: str
     model: str
@@ -98,9 +98,13 @@ class TrainConfig:
     val_splits: tuple[int, ...] = (7,)
     test_splits: tuple[int, ...] = (8, 9)
     train_fraction: float = 1.0
-    grid_size: int = 50
-    voxel_size: float = 2.0
-    sigma: float = 1.0
+    grid_size: int | None = None
+    voxel_size: float | None = None
+    sigma: float | None = None
+    oriented: bool = False  # aa: environments in the residue's backbone frame
+    epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
+    val_size: int | None = None  # validate on a fixed seeded subset of this many items
+    balance: bool = False  # draw training items with class-balanced probabilities
     device: str = "auto"
     seed: int = 0
     resume: bool = False
@@ -108,78 +112,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- tasks
-
-
-class Batch(NamedTuple):
-    """Padded atoms of a batch (CPU tensors)."""
-
-    coords: torch.Tensor  # (B, A, 3) float32, Å
-    mask: torch.Tensor  # (B, A) bool
-    channels: torch.Tensor  # (B, A) long
-    targets: torch.Tensor  # (B,) long
-
-
-@dataclass(frozen=True)
-class Voxels:
-    """Voxelization parameters (grid centred on the mean atom position)."""
-
-    grid_size: int = 50
-    voxel_size: float = 2.0
-    sigma: float = 1.0
-
-
-class CathTask:
-    """CATH architecture classification: one grid per domain, label = architecture.
-
-    The task interface used by the loop: ``in_channels``, ``n_classes``, ``n_splits``,
-    ``labels`` (class of every item), ``sha256`` (of the data file), ``items(splits)``,
-    ``batch(items) -> Batch`` and ``metadata()`` (``task``, ``input``, ``classes``, ``data``).
-    """
-
-    name = "cath"
-
-    def __init__(self, data: str | Path):
-        self.data = CathData(data)
-        self.in_channels = self.data.n_channels
-        self.n_classes = self.data.n_classes
-        self.labels = self.data.labels
-        self.n_splits = self.data.n_splits
-
-    @property
-    def sha256(self) -> str:
-        return self.data.sha256
-
-    def items(self, splits) -> np.ndarray:
-        return self.data.indices(splits)
-
-    def batch(self, items: np.ndarray) -> Batch:
-        atoms = [self.data.atoms(i) for i in items]
-        width = max(len(xyz) for xyz, _ in atoms)
-        coords = np.zeros((len(items), width, 3), np.float32)
-        channels = np.zeros((len(items), width), np.int64)
-        mask = np.zeros((len(items), width), bool)
-        for b, (xyz, ch) in enumerate(atoms):
-            coords[b, : len(xyz)], channels[b, : len(xyz)], mask[b, : len(xyz)] = xyz, ch, True
-        targets = torch.from_numpy(self.labels[items].astype(np.int64))
-        return Batch(torch.from_numpy(coords), torch.from_numpy(mask), torch.from_numpy(channels), targets)
-
-    def metadata(self) -> dict:
-        d = self.data
-        return {
-            "task": self.name,
-            "input": {"atoms": d.meta["atoms"], "n_channels": d.n_channels},
-            "classes": {"codes": d.class_codes, "names": d.class_names},
-            "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits},
-        }
-
-
-TASKS = {"cath": CathTask}
-
-
-def make_task(name: str, data: str | Path):
-    if name not in TASKS:
-        raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
-    return TASKS[name](data)
 
 
 def stratified_subset(items: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -217,6 +149,7 @@ def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, 
         batch.coords.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
         batch.channels.to(device, non_blocking=True), task.in_channels,
         grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
+        center=None if batch.center is None else batch.center.to(device),
     )
     return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
 
@@ -275,15 +208,16 @@ class _Run:
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.out = Path(config.out)
-        self.voxels = Voxels(config.grid_size, config.voxel_size, config.sigma)
-        self.task = make_task(config.task, config.data)
+        self.task = make_task(config.task, config.data, oriented=config.oriented)
+        d = self.task.voxels
+        self.voxels = Voxels(config.grid_size or d.grid_size, config.voxel_size or d.voxel_size, config.sigma or d.sigma)
         self._split_items()
         if config.model not in networks.NETWORKS:
             raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
         self.augment = config.augment if config.augment is not None else config.model not in networks.EQUIVARIANT
         kwargs = dict(config.model_kwargs)
         if config.model in networks.GRID_SIZED:
-            kwargs.setdefault("grid_size", config.grid_size)
+            kwargs.setdefault("grid_size", self.voxels.grid_size)
         torch.manual_seed(config.seed)
         try:
             self.model = networks.build(
@@ -322,6 +256,12 @@ class _Run:
         train = self.task.items([s for s in range(n) if s not in held_out])
         self.train_items = stratified_subset(train, self.task.labels, c.train_fraction, c.seed)
         self.val_items = self.task.items(c.val_splits)
+        if c.val_size is not None and c.val_size < len(self.val_items):
+            rng = np.random.default_rng([c.seed, 1])
+            self.val_items = np.sort(rng.choice(self.val_items, c.val_size, replace=False))
+        if c.epoch_size is not None and c.epoch_size < 1:
+            raise TrainError(f"--epoch-size must be at least 1, got {c.epoch_size}")
+        self._pass_cache: tuple[int, np.ndarray] | None = None
         if len(self.train_items) < self.world:
             raise TrainError("no training split left: every split is a validation or test split")
         if c.batch_size < self.world:
@@ -364,16 +304,19 @@ class _Run:
     def _metadata(self, metrics: dict) -> dict:
         c = self.config
         meta = self.task.metadata()
-        meta["input"].update(asdict(self.voxels), centre="mean atom position")
+        meta["input"] = {**asdict(self.voxels), "centre": "mean atom position", **meta["input"]}
         meta["data"].update(
             val_splits=list(c.val_splits), test_splits=list(c.test_splits), train_fraction=c.train_fraction,
             n_train=len(self.train_items), n_val=len(self.val_items),
         )
         meta["training"] = {
             **{k: v for k, v in asdict(c).items() if k not in ("data", "out", "resume", "progress", "device")},
+            **asdict(self.voxels),
             "augment": self.augment, "world_size": self.world,
         }
         meta["metrics"] = metrics
+        counts = np.bincount(self.task.labels[self.train_items], minlength=self.task.n_classes)
+        meta["classes"]["train_frequency"] = (counts / counts.sum()).round(6).tolist()
         meta["software"] = {"cathnet": importlib.metadata.version("cathnet"), "torch": torch.__version__}
         meta["licence"] = "Trained on CATH (http://cathdb.info) data, CC BY 4.0."
         return meta
@@ -398,11 +341,38 @@ class _Run:
 
     # -- loop
 
+    def _pass(self, p: int) -> np.ndarray:
+        """Training items of pass ``p`` over the data: a seeded permutation, or seeded
+        class-balanced draws (with replacement) when ``balance``."""
+        if self._pass_cache is None or self._pass_cache[0] != p:
+            c, items = self.config, self.train_items
+            rng = np.random.default_rng([c.seed, p, 2])
+            if c.balance:
+                classes, inverse, counts = np.unique(self.task.labels[items], return_inverse=True, return_counts=True)
+                weight = 1.0 / (len(classes) * counts[inverse])
+                order = rng.choice(items, len(items), p=weight / weight.sum())
+            else:
+                order = rng.permutation(items)
+            self._pass_cache = (p, order)
+        return self._pass_cache[1]
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """Items of 1-based ``epoch``: the next ``epoch_size`` items of the stream of passes."""
+        n = len(self.train_items)
+        size = self.config.epoch_size or n
+        start, parts = (epoch - 1) * size, []
+        while size > 0:
+            p, offset = divmod(start, n)
+            part = self._pass(p)[offset: offset + size]
+            parts.append(part)
+            size, start = size - len(part), start + len(part)
+        return np.concatenate(parts)
+
     def _epoch(self, epoch: int, progress: Progress | None) -> tuple[float, float]:
         c, world, rank = self.config, self.world, self.rank
         rng = np.random.default_rng([c.seed, epoch])
         torch.manual_seed(_seed(c.seed, epoch, rank))
-        order = rng.permutation(self.train_items)
+        order = self._order(epoch)
         rotations = random_rotation(len(order), rng) if self.augment else None
         starts = [s for s in range(0, len(order), c.batch_size) if len(order) - s >= world]
         bar = progress.add_task("train", total=len(starts), epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0) if progress else None
@@ -449,8 +419,9 @@ class _Run:
         if lead:
             self.out.mkdir(parents=True, exist_ok=True)
             self.console.print(
-                f"{c.model}: {networks.n_parameters(self.model):,} parameters, {len(self.train_items)} train / "
-                f"{len(self.val_items)} val domains, augment={self.augment}, device={self.device}, processes={self.world}"
+                f"{c.model}: {networks.n_parameters(self.model):,} parameters, task {c.task}, {len(self.train_items)} train / "
+                f"{len(self.val_items)} val items, {len(self._order(1))} per epoch, grid {self.voxels.grid_size}³ × "
+                f"{self.voxels.voxel_size} Å, augment={self.augment}, device={self.device}, processes={self.world}"
             )
         columns = (
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

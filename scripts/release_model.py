@@ -1,13 +1,15 @@
 """Release a trained model into models/: copy the best checkpoint and add the evaluation.
 
     python scripts/release_model.py MODEL EVAL.json --name cath-arch --command "cathnet train ..." --eval-command "..."
+    python scripts/release_model.py RUN/best EVAL.json --name aa-propensity --baseline CNN_EVAL.json ...
 
 MODEL is a model stem (``STEM.json`` + ``STEM.safetensors``, e.g. ``RUN_DIR/best`` from
 ``cathnet train``); EVAL.json is the output of ``cathnet evaluate MODEL --data ... -o
 EVAL.json`` on the test splits. Writes
 ``models/NAME.safetensors`` and ``models/NAME.json`` (the training metadata plus
 ``metrics.test``, ``training.command`` and the evaluation command), then checks that the
-result loads.
+result loads. ``--baseline`` adds another model's evaluation on the same data (e.g. the
+plain CNN of the amino-acid task) to ``metrics.baseline`` for comparison.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--name", default="cath-arch")
     parser.add_argument("--command", required=True, help="the training command, recorded in the metadata")
     parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
+    parser.add_argument("--baseline", type=Path, action="append", default=[], help="evaluation JSON of a baseline model (repeatable)")
     args = parser.parse_args()
 
     stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
@@ -52,6 +55,7 @@ def main() -> None:
             "n": evaluation["n"],
             "accuracy": evaluation["accuracy"],
             "macro_f1": evaluation["macro_f1"],
+            **{k: evaluation[k] for k in ("top3_accuracy", "log_loss", "n_items_in_splits") if k in evaluation},
             "per_class": {
                 code: {k: evaluation[k][i] for k in ("precision", "recall", "f1", "support")} for i, code in enumerate(codes)
             },
@@ -60,6 +64,15 @@ def main() -> None:
             "command": args.eval_command,
         },
     }
+    baselines = [read_json(p) for p in args.baseline]
+    for b in baselines:
+        if b["data_sha256"] != evaluation["data_sha256"] or b["splits"] != evaluation["splits"] or b["n"] != evaluation["n"]:
+            raise SystemExit(f"baseline {b['checkpoint']}: evaluated on other data, splits or items")
+    if baselines:
+        meta["metrics"]["baseline"] = [
+            {k: b.get(k) for k in ("network", "n_parameters", "input", "accuracy", "top3_accuracy", "macro_f1", "log_loss", "rotation")}
+            for b in baselines
+        ]
     write_json(MODELS / f"{args.name}.json", meta)
     model = load_model(args.name)
     print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")

@@ -45,7 +45,7 @@ def test_evaluate_reports_every_metric(model):
     assert rot["accuracy_mean"] == pytest.approx(np.mean([p["accuracy"] for p in rot["passes"]]))
     again = evaluate(out, data, splits=[3], rotations=2, device="cpu")  # training folder = its best model
     assert again["rotation"] == rot and again["confusion"] == r["confusion"]  # seeded, batch-size independent
-    with pytest.raises(TrainError, match="no domain in split"):
+    with pytest.raises(TrainError, match="no item in split"):
         evaluate(out, data, splits=[], rotations=0)
 
 

@@ -44,6 +44,7 @@ def _warm(model, grid, channels=1):
         ("se3-compact", {}, 50),
         ("se3-compact", {"in_type": "1x0 + 1x1"}, 50),
         ("se3resnet34", {"grid_size": 14}, 14),
+        ("se3-env", {}, 16),
     ],
 )
 def test_shipped_networks_are_invariant_to_cube_rotations(name, kwargs, grid):

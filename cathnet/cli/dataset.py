@@ -11,8 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Selection, report_error
-from cathnet.data import DatasetError, build_dataset
+from enum import Enum
+
+from cathnet.cli.common import report_error
+from cathnet.data import ENVIRONMENT, DatasetError, build_dataset
+from cathnet.structure import SELECTIONS
+
+DatasetAtoms = Enum("DatasetAtoms", {n.replace("-", "_"): n for n in (*SELECTIONS, ENVIRONMENT)}, type=str)
 
 dataset_app = typer.Typer(help="Build datasets from CATH structures.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -25,7 +30,7 @@ def build(
     pdb: Path = typer.Option(..., "--pdb", help="Folder of <cath_id>[.pdb] files, or a tar archive such as pool.tar.xz."),
     out: Path = typer.Option(..., "-o", "--out", help="Output .npz; a JSON summary is written next to it."),
     labels: Path = typer.Option(None, "--labels", help="labels.csv of the pool or a CATH domain list (CLF). Default: labels.csv inside the --pdb archive."),
-    atoms: Selection = typer.Option(Selection.ca, "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O) or all heavy atoms."),
+    atoms: DatasetAtoms = typer.Option(DatasetAtoms.ca, "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O), all heavy atoms, or 'environment' (C/N/O/S atoms + residue table, for --task aa)."),
     n_splits: int = typer.Option(10, "--splits", min=1, help="Number of superfamily-disjoint splits."),
     max_radius: float = typer.Option(None, "--max-radius", min=0.0, help="Drop domains with an atom farther than this (Å) from their centre; 50 = the paper's 50³ × 2 Å grid."),
     one_per_s35: bool = typer.Option(True, "--one-per-s35/--all-domains", help="CATH domain list only: keep one domain per S35 cluster (40 % identity)."),
@@ -72,6 +77,8 @@ def build(
     table.add_row("superfamilies", *map(str, s["superfamilies_per_split"]), str(s["n_superfamilies"]), style="dim")
     Console().print(table)
     skipped = s["skipped"]
+    if "residues" in s:
+        console.print(f"{s['residues']['standard_with_ca']} standard residues with a Cα (environments) per split: {s['residues']['per_split']}", highlight=False)
     console.print(
         f"{s['n_domains']} domains, {s['n_atoms']} atoms ({atoms.value}), {s['n_superfamilies']} superfamilies; "
         f"skipped: {len(skipped['unreadable'])} unreadable, {len(skipped['missing_file'])} without a structure file, "

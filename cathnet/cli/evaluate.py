@@ -27,7 +27,8 @@ def evaluate(
     rotations: int = typer.Option(8, "--rotations", min=0, help="Random-rotation passes for the robustness check."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations and of --max-items."),
+    max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
@@ -44,7 +45,7 @@ def evaluate(
         try:
             result = run_evaluation(
                 checkpoint, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
-                rotations=rotations, batch_size=batch_size, device=device, seed=seed,
+                rotations=rotations, batch_size=batch_size, device=device, seed=seed, max_items=max_items,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
         except (TrainError, DatasetError, CheckpointError) as exc:
@@ -75,9 +76,10 @@ def show(result: dict, console: Console) -> None:
     codes, names = result["classes"]["codes"], result["classes"]["names"]
     console.print(
         f"{result['network']} on {result['data']} splits {','.join(map(str, result['splits']))}: "
-        f"accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f} (n = {result['n']})"
+        f"accuracy {result['accuracy']:.4f}, top-3 {result['top3_accuracy']:.4f}, macro F1 {result['macro_f1']:.4f} "
+        f"(n = {result['n']} of {result['n_items_in_splits']})"
     )
-    per_class = Table("class", "architecture", "precision", "recall", "F1", "support", title="per class", title_justify="left")
+    per_class = Table("class", "name", "precision", "recall", "F1", "support", title="per class", title_justify="left")
     for k, code in enumerate(codes):
         per_class.add_row(
             code, names[k], f"{result['precision'][k]:.3f}", f"{result['recall'][k]:.3f}", f"{result['f1'][k]:.3f}",

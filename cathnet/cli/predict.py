@@ -1,4 +1,5 @@
-"""``cathnet predict``: CATH architecture of every structure given."""
+"""``cathnet predict``: CATH architecture of every structure, or (``--task aa``) the
+amino-acid propensities of every residue."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,7 @@ import re
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,7 +19,9 @@ from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import check_residue_ranges, err_console, expand_inputs, report_error
 from cathnet.fileio import atomic_write
-from cathnet.predict import DEFAULT_MODEL, Prediction, load_model
+from cathnet.environments import AMINO_ACIDS
+from cathnet.predict import DEFAULT_MODELS, Prediction, load_model
+from cathnet.propensity import FilePrediction
 from cathnet.train import TrainError, resolve_device
 
 
@@ -25,6 +29,11 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+
+
+class Task(str, Enum):
+    cath = "cath"
+    aa = "aa"
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -68,34 +77,86 @@ def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
     return console.file.getvalue()
 
 
+def _opt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def render_residues(results: list[FilePrediction], fmt: Format) -> str:
+    """Per-residue amino-acid predictions as a JSON list (one object per residue), CSV (one
+    row per residue, all 20 probabilities) or a table per file (top-3)."""
+    done = [f for f in results if f.error is None]
+    if fmt is Format.json:
+        rows = [{"file": f.file, **r.to_dict()} for f in done for r in f.residues]
+        return json.dumps(rows, indent=1) + "\n"
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds", *AMINO_ACIDS])
+        for f in done:
+            for r in f.residues:
+                writer.writerow([f.file, r.chain, r.resnum, r.icode, r.native, r.predicted, _opt(r.p_native, 5),
+                                 _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities)])
+        return buf.getvalue()
+    console = Console(file=io.StringIO(), width=200, highlight=False, color_system=None)
+    for f in done:
+        recovery = f.recovery
+        console.print(f"{f.file}: {len(f.residues)} residues"
+                      + (f", top-1 prediction = native residue for {recovery:.1%}" if recovery is not None else "")
+                      + (f", {f.skipped} without the atoms an environment needs" if f.skipped else ""))
+        table = Table(show_edge=False, header_style="bold")
+        for column in ("chain", "resnum", "native", "predicted", "p(predicted)", "p(native)", "log-odds", "top-3"):
+            table.add_column(column, justify="right" if column.startswith(("p(", "log", "resnum")) else "left")
+        for r in f.residues:
+            top = np.argsort(-r.probabilities, kind="stable")[:3]
+            table.add_row(r.chain, f"{r.resnum}{r.icode}", r.native, r.predicted, f"{r.probabilities.max():.3f}",
+                          _opt(r.p_native, 3), _opt(r.log_odds, 2),
+                          "  ".join(f"{AMINO_ACIDS[i]} {r.probabilities[i]:.2f}" for i in top))
+        console.print(table)
+    return console.file.getvalue()
+
+
 @app.command()
 def predict(
     inputs: list[str] = typer.Argument(..., help="Structure files (PDB/mmCIF/PQR, optionally .gz), directories or globs."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Released model name or path to a model .json/.safetensors or training folder."),
+    task: Task = typer.Option(None, "--task", "-t", help="cath: architecture per structure (model cath-arch); aa: amino-acid propensities per residue (model aa-propensity). Default: the model's task."),
+    model: str = typer.Option(None, "--model", "-m", help="Released model name or path to a model .json/.safetensors or training folder (default: the task's released model)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write here (atomically) instead of standard output."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Grids per forward pass."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
-    per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain."),
-    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations and report their agreement."),
+    per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain (cath)."),
+    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations and report their agreement (cath)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
     shard: str = typer.Option(None, "--shard", help="i/n: predict only the i-th of n interleaved parts of the sorted file list."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on standard error."),
 ) -> None:
-    """Predict the CATH architecture of each structure."""
+    """Predict the CATH architecture of each structure, or (--task aa) the amino-acid
+    propensities of each residue: probabilities of the 20 amino acids given the residue's
+    atomic environment, and ln(p(native) / training frequency of native), the log-odds."""
     index, n_shards = parse_shard(shard)
     try:
         dev = resolve_device(device)
-        net = load_model(model, device=dev)
+        net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev)
     except (CheckpointError, TrainError) as exc:
         report_error(str(exc))
         raise typer.Exit(2 if isinstance(exc, TrainError) else 1) from None
+    model_task = getattr(net, "task", "cath")
+    if task is not None and task.value != model_task:
+        raise typer.BadParameter(f"model {model} is a {model_task!r} model, not {task.value!r}", param_hint="--task")
+    if model_task == "aa" and (per_chain or rotations):
+        raise typer.BadParameter("--per-chain and --rotations apply to --task cath only", param_hint="--task aa")
     paths, errors = expand_inputs(inputs)
     paths = paths[index::n_shards]
     for item, reason in errors:
         report_error(item, reason)
+    if model_task == "aa":
+        failed = _predict_residues(net, paths, fmt, output, batch_size or 128, chain, residues, progress)
+        if errors or failed:
+            raise typer.Exit(1)
+        return
+    batch_size = batch_size or 16
 
     results: list[Prediction] = []
     with Progress(
@@ -112,14 +173,35 @@ def predict(
                                   f"{net.grid_size * net.voxel_size:g} Å box and are ignored", style="yellow", markup=False)
             results.append(pred)
 
-    text = render(results, fmt, per_chain)
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        try:
-            atomic_write(output, text.encode())
-        except OSError as exc:
-            report_error(output, exc.strerror or str(exc))
-            raise typer.Exit(1) from None
+    _write(render(results, fmt, per_chain), output)
     if errors or any(p.error is not None for p in results):
         raise typer.Exit(1)
+
+
+def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, progress) -> bool:
+    """The --task aa branch; returns whether any file failed."""
+    results: list[FilePrediction] = []
+    with Progress(
+        TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("files, {task.fields[residues]} residues"),
+        TimeRemainingColumn(), console=err_console, transient=True, disable=not progress,
+    ) as bar:
+        task = bar.add_task("predict", total=len(paths), residues=0)
+        for result in net.predict_many(paths, chain=chain, residues=residues, batch_size=batch_size,
+                                       on_done=lambda n: bar.update(task, residues=bar.tasks[0].fields["residues"] + n)):
+            bar.advance(task)
+            if result.error is not None:
+                report_error(result.file, result.error)
+            results.append(result)
+    _write(render_residues(results, fmt), output)
+    return any(r.error is not None for r in results)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        atomic_write(output, text.encode())
+    except OSError as exc:
+        report_error(output, exc.strerror or str(exc))
+        raise typer.Exit(1) from None

@@ -44,7 +44,11 @@ def train(
     model: str = typer.Option(..., "--model", help=f"Network: {', '.join(networks.available())}."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Folder for checkpoints, best.*, metrics.jsonl."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the network constructor (JSON value), repeatable."),
-    task: str = typer.Option("cath", "--task", help="Prediction task."),
+    task: str = typer.Option("cath", "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
+    oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
+    epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
+    val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
+    balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
     epochs: int = typer.Option(100, "--epochs", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Global batch size (split across torchrun processes)."),
     lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Adam learning rate."),
@@ -56,15 +60,15 @@ def train(
     val_splits: str = typer.Option("7", "--val-splits", help="Validation splits, comma-separated."),
     test_splits: str = typer.Option("8,9", "--test-splits", help="Test splits (excluded from training), comma-separated."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", min=0.0, max=1.0, help="Class-stratified fraction of the training domains (seeded)."),
-    grid_size: int = typer.Option(50, "--grid-size", min=1, help="Voxels per side."),
-    voxel_size: float = typer.Option(2.0, "--voxel-size", min=0.0, help="Voxel edge in Å."),
-    sigma: float = typer.Option(1.0, "--sigma", min=0.0, help="Gaussian atom width in Å."),
+    grid_size: int = typer.Option(None, "--grid-size", min=1, help="Voxels per side (default: 50 for cath, 16 for aa)."),
+    voxel_size: float = typer.Option(None, "--voxel-size", min=0.0, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
+    sigma: float = typer.Option(None, "--sigma", min=0.0, help="Gaussian atom width in Å (default: half a voxel)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train a network on a dataset built by `cathnet dataset build`.
+    """Train a network on a dataset built by `cathnet dataset build` (--task cath or aa).
 
     Adam, exponential learning-rate decay, on-the-fly voxelization; the best validation
     epoch is kept as OUT/best.{safetensors,json}. Data-parallel:
@@ -78,7 +82,8 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
-        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, device=device, seed=seed,
+        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, epoch_size=epoch_size,
+        val_size=val_size, balance=balance, device=device, seed=seed,
         resume=resume, progress=progress,
     )
     console = Console(stderr=True)

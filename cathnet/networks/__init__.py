@@ -20,13 +20,15 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "cnn-compact": cnn.compact,
     "se3resnet34": steerable.se3resnet34,
     "se3-compact": steerable.se3_compact,
+    "cnn-env": cnn.env,
+    "se3-env": steerable.se3_env,
 }
 
 #: SE(3)-equivariant networks: rotation augmentation is off by default when training them.
-EQUIVARIANT: frozenset[str] = frozenset({"se3resnet34", "se3-compact"})
+EQUIVARIANT: frozenset[str] = frozenset({"se3resnet34", "se3-compact", "se3-env"})
 
 #: Networks whose layout depends on the input grid (a ``grid_size`` keyword; training passes it).
-GRID_SIZED: frozenset[str] = frozenset({"se3resnet34", "se3-compact"})
+GRID_SIZED: frozenset[str] = frozenset({"se3resnet34", "se3-compact", "se3-env"})
 
 
 def available() -> list[str]:

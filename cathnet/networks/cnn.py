@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet3d", "CompactCNN", "resnet34", "compact"]
+__all__ = ["ResNet3d", "CompactCNN", "EnvironmentCNN", "resnet34", "compact", "env"]
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -99,6 +99,36 @@ class CompactCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3, 4)))
 
 
+class EnvironmentCNN(nn.Module):
+    """Plain CNN for residue environments, laid out like ``se3-env``: per stage a stride-2
+    4³ conv then ``depth`` 3³ convs (16 → 8 → 4), a 3³ conv to ``head`` channels, global
+    average pooling, dropout, linear classifier."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_classes: int,
+        widths: tuple[int, ...] = (12, 24),
+        depth: int = 2,
+        head: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.2,
+    ):
+        super().__init__()
+        layers, c = [], in_channels
+        for width in widths:
+            layers += [nn.Conv3d(c, width, 4, stride=2, padding=1, bias=False), _norm(norm, width), nn.ReLU(inplace=True)]
+            for _ in range(depth):
+                layers += [_conv(width, width), _norm(norm, width), nn.ReLU(inplace=True)]
+            c = width
+        layers += [_conv(c, head), _norm(norm, head), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3, 4)))
+
+
 def resnet34(in_channels: int, n_classes: int, **kwargs) -> ResNet3d:
     """``cnn-resnet34``: the paper's CNN baseline, ResNet34 with channels (32, 64, 128, 256)."""
     return ResNet3d(in_channels, n_classes, **kwargs)
@@ -107,3 +137,8 @@ def resnet34(in_channels: int, n_classes: int, **kwargs) -> ResNet3d:
 def compact(in_channels: int, n_classes: int, **kwargs) -> CompactCNN:
     """``cnn-compact``: a plain CNN sized like the compact steerable network."""
     return CompactCNN(in_channels, n_classes, **kwargs)
+
+
+def env(in_channels: int, n_classes: int, **kwargs) -> EnvironmentCNN:
+    """``cnn-env``: the plain CNN baseline of the amino-acid task, sized like ``se3-env``."""
+    return EnvironmentCNN(in_channels, n_classes, **kwargs)

@@ -15,7 +15,7 @@ from torch import nn
 
 from cathnet.nn import EquivariantAvgPool, EquivariantBatchNorm, FieldDropout, FieldType, Gate, GlobalPool, SE3Conv
 
-__all__ = ["SE3ResNet", "SE3Compact", "se3resnet34", "se3_compact", "input_type"]
+__all__ = ["SE3ResNet", "SE3Compact", "SE3Environment", "se3resnet34", "se3_compact", "se3_env", "input_type"]
 
 GATE_GAIN = 2**0.5
 
@@ -159,9 +159,50 @@ class SE3Compact(nn.Module):
         return self.head(self.features(x))
 
 
+class SE3Environment(nn.Module):
+    """A steerable network for residue environments (amino-acid task, 16³ × 1.5 Å): a
+    stride-2 gated conv leaves the fine grid at once (16 → 8), ``depth`` gated convs per
+    stage, a stride-2 step to the next stage (8 → 4), then a conv to scalars, global
+    pooling and a linear classifier. Invariant logits: the Cα-centred environment may come
+    in any orientation."""
+
+    def __init__(
+        self,
+        in_type: FieldType,
+        n_classes: int,
+        *,
+        widths: Sequence[Sequence[int]] = ((16, 8, 4), (32, 16, 8)),
+        depth: int = 1,
+        head_scalars: int = 128,
+        grid_size: int = 16,
+        dropout: float = 0.1,
+        head_dropout: float = 0.2,
+    ):
+        super().__init__()
+        n, t = grid_size, in_type
+        layers: list[nn.Module] = []
+        for w in widths:
+            t_out = FieldType(w)
+            k, p, n = _down(n)
+            layers.append(GatedConv(t, t_out, k, 2, p))
+            for _ in range(depth):
+                layers.append(GatedConv(t_out, t_out, 3))
+            layers.append(FieldDropout(t_out, dropout))
+            t = t_out
+        self.features = nn.Sequential(*layers)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:
     return SE3ResNet(input_type(in_channels, in_type), n_classes, **kwargs)
 
 
 def se3_compact(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3Compact:
     return SE3Compact(input_type(in_channels, in_type), n_classes, **kwargs)
+
+
+def se3_env(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3Environment:
+    return SE3Environment(input_type(in_channels, in_type), n_classes, **kwargs)

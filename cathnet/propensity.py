@@ -1,0 +1,158 @@
+"""Per-residue amino-acid propensities from atomic environments (the paper's §4.2 task).
+
+>>> import cathnet
+>>> model = cathnet.load_model("aa-propensity")                       # doctest: +SKIP
+>>> r = model.predict("examples/2cc0A00.pdb")[0]                      # doctest: +SKIP
+>>> r.native, r.predicted, round(r.log_odds, 2)                       # doctest: +SKIP
+('ALA', 'ALA', 1.35)
+
+Every residue with a Cα gets the probabilities of the 20 amino acids given its
+environment (:mod:`cathnet.environments`: C/N/O/S atoms within 12 Å of the Cα, its own
+side chain removed), and the log-odds of its native residue,
+``ln(p(native) / f(native))`` with ``f`` the amino-acid frequency of the training set: > 0
+where the environment favours the native residue more than chance, well below 0 for a
+residue its surroundings do not explain (a mutation site, an error, a functional residue).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
+from cathnet.structure import Structure, StructureError, read_structure
+from cathnet.voxel import voxelize_batch
+
+__all__ = ["ResiduePrediction", "FilePrediction", "PropensityModel"]
+
+
+@dataclass
+class ResiduePrediction:
+    """Amino-acid probabilities of one residue."""
+
+    chain: str
+    resnum: int
+    icode: str
+    native: str  # residue name in the file
+    predicted: str  # most probable amino acid (three-letter code)
+    probabilities: np.ndarray  # (20,) in AMINO_ACIDS order
+    log_odds: float | None  # ln(p(native) / training frequency of native); None if non-standard
+
+    @property
+    def p_native(self) -> float | None:
+        return float(self.probabilities[AMINO_ACIDS.index(self.native)]) if self.native in AMINO_ACIDS else None
+
+    def to_dict(self) -> dict:
+        return {
+            "chain": self.chain, "resnum": self.resnum, "icode": self.icode, "native": self.native,
+            "predicted": self.predicted,
+            "probabilities": {aa: round(float(p), 5) for aa, p in zip(AMINO_ACIDS, self.probabilities)},
+            "log_odds": None if self.log_odds is None else round(self.log_odds, 4),
+        }
+
+
+@dataclass
+class FilePrediction:
+    """All residues of one structure, or the reason it could not be read."""
+
+    file: str
+    residues: list[ResiduePrediction] = field(default_factory=list)
+    skipped: int = 0  # residues without the atoms an environment needs (Cα; N and C if oriented)
+    error: str | None = None
+
+    @property
+    def recovery(self) -> float | None:
+        """Fraction of standard residues whose native amino acid is the top prediction."""
+        standard = [r for r in self.residues if r.native in AMINO_ACIDS]
+        return sum(r.predicted == r.native for r in standard) / len(standard) if standard else None
+
+
+class PropensityModel:
+    """A trained amino-acid network with its environment and voxel parameters."""
+
+    task = "aa"
+
+    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+        self.meta = meta
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        inp = meta["input"]
+        self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
+        self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
+        self.n_channels = inp["n_channels"]
+        if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
+            raise ValueError(f"model classes {meta['classes']['names']} are not the 20 amino acids in order")
+        freq = np.asarray(meta["classes"]["train_frequency"], dtype=np.float64)
+        self.log_background = np.log(freq)
+
+    def grids(self, envs: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
+        """(B, C, N, N, N) input grids, centred on the Cα, of a list of environments
+        (coordinates relative to the Cα, channels), on the model's device."""
+        coords, channels, mask = pad_environments(envs)
+        return voxelize_batch(
+            torch.from_numpy(coords).to(self.device), torch.from_numpy(mask).to(self.device),
+            torch.from_numpy(channels).to(self.device), self.n_channels, grid_size=self.grid_size,
+            voxel_size=self.voxel_size, sigma=self.sigma, center=torch.zeros(len(envs), 3, device=self.device),
+        )
+
+    @torch.no_grad()
+    def probabilities(self, envs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """(B, 20) softmax for a list of environments."""
+        return torch.softmax(self.network(self.grids(envs)).float(), dim=1).cpu().numpy()
+
+    def environments(self, structure: Structure) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The residue table of ``structure``, the rows that have an environment, and their environments."""
+        a = residue_atoms(structure)
+        rows = np.flatnonzero(a.usable(self.oriented))
+        envs = [environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r],
+                            radius=self.radius, oriented=self.oriented) for r in rows]
+        return a, rows, envs
+
+    def predict(self, source: str | os.PathLike | Structure, *, chain: str | None = None, residues: str | None = None,
+                batch_size: int = 128) -> list[ResiduePrediction]:
+        """Predictions for every residue of one file or :class:`Structure` (raises
+        :class:`StructureError` for an unreadable file)."""
+        result = next(self.predict_many([source], chain=chain, residues=residues, batch_size=batch_size, raise_errors=True))
+        return result.residues
+
+    def predict_many(
+        self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None, residues: str | None = None,
+        batch_size: int = 128, raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
+    ) -> Iterator[FilePrediction]:
+        """One :class:`FilePrediction` per source, in order; a source that fails carries
+        ``error`` (or raises with ``raise_errors``). ``on_done(n)`` counts residues."""
+        for source in sources:
+            label = str(source.path if isinstance(source, Structure) else source)
+            try:
+                yield self._predict_one(source, label, chain, residues, batch_size, on_done)
+            except StructureError as exc:
+                if raise_errors:
+                    raise
+                yield FilePrediction(label, error=exc.reason)
+
+    def _predict_one(self, source, label, chain, residues, batch_size, on_done) -> FilePrediction:
+        if isinstance(source, Structure):
+            structure = source if chain is None else source.subset(source.chain == chain)
+        else:
+            structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
+        a, rows, envs = self.environments(structure)
+        if len(rows) == 0:
+            raise StructureError(label, "no residue with a Cα" + (", N and C" if self.oriented else ""))
+        out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)))
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows[lo: lo + batch_size]
+            probs = self.probabilities(envs[lo: lo + batch_size])
+            for r, p in zip(chunk, probs):
+                label_r = int(a.labels[r])
+                out.residues.append(ResiduePrediction(
+                    chain=str(a.chain[r]), resnum=int(a.resnum[r]), icode=str(a.icode[r]), native=str(a.native[r]),
+                    predicted=AMINO_ACIDS[int(p.argmax())], probabilities=p,
+                    log_odds=None if label_r < 0 else float(math.log(max(float(p[label_r]), 1e-12)) - self.log_background[label_r]),
+                ))
+            if on_done:
+                on_done(len(chunk))
+        return out

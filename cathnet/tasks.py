@@ -1,0 +1,143 @@
+"""Training tasks: what an item is, its label, and how a batch of items becomes atoms.
+
+* ``cath``: one item per domain, label = CATH architecture, grid centred on the domain's
+  mean atom position (:class:`CathTask`).
+* ``aa``: one item per residue, label = its amino acid, grid centred on its Cα and filled
+  with its environment (:mod:`cathnet.environments`; :class:`AminoAcidTask`).
+
+A task exposes ``in_channels``, ``n_classes``, ``n_splits``, ``labels`` (class of every
+item), ``sha256`` (of the data file), ``voxels`` (default grid), ``items(splits)``,
+``batch(items) -> Batch`` and ``metadata()`` (``task``, ``input``, ``classes``, ``data``).
+Atoms are rotated and voxelized on the training device by the loop (:mod:`cathnet.train`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from cathnet.data import CathData, EnvironmentData
+from cathnet.environments import AMINO_ACIDS, ENV_CHANNELS, ONE_LETTER, RADIUS, pad_environments
+
+__all__ = ["TrainError", "Batch", "Voxels", "CathTask", "AminoAcidTask", "TASKS", "make_task"]
+
+
+class TrainError(Exception):
+    """A training option or state that cannot be used (one-line message)."""
+
+
+class Batch(NamedTuple):
+    """Padded atoms of a batch (CPU tensors)."""
+
+    coords: torch.Tensor  # (B, A, 3) float32, Å
+    mask: torch.Tensor  # (B, A) bool
+    channels: torch.Tensor  # (B, A) long
+    targets: torch.Tensor  # (B,) long
+    center: torch.Tensor | None = None  # (B, 3) grid centres; None: mean atom position
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """Voxelization parameters."""
+
+    grid_size: int = 50
+    voxel_size: float = 2.0
+    sigma: float = 1.0
+
+
+def _batch(atoms: list[tuple[np.ndarray, np.ndarray]], targets: np.ndarray, centred: bool) -> Batch:
+    coords, channels, mask = pad_environments(atoms)
+    center = torch.zeros(len(atoms), 3) if centred else None
+    return Batch(torch.from_numpy(coords), torch.from_numpy(mask), torch.from_numpy(channels),
+                 torch.from_numpy(targets.astype(np.int64)), center)
+
+
+class CathTask:
+    """CATH architecture classification: one grid per domain, label = architecture."""
+
+    name = "cath"
+    voxels = Voxels(50, 2.0, 1.0)
+
+    def __init__(self, data: str | Path):
+        self.data = CathData(data)
+        self.in_channels = self.data.n_channels
+        self.n_classes = self.data.n_classes
+        self.labels = self.data.labels
+        self.n_splits = self.data.n_splits
+
+    @property
+    def sha256(self) -> str:
+        return self.data.sha256
+
+    def items(self, splits) -> np.ndarray:
+        return self.data.indices(splits)
+
+    def batch(self, items: np.ndarray) -> Batch:
+        return _batch([self.data.atoms(i) for i in items], self.labels[items], centred=False)
+
+    def metadata(self) -> dict:
+        d = self.data
+        return {
+            "task": self.name,
+            "input": {"atoms": d.meta["atoms"], "n_channels": d.n_channels},
+            "classes": {"codes": d.class_codes, "names": d.class_names},
+            "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits},
+        }
+
+
+class AminoAcidTask:
+    """Amino-acid propensity: one grid per residue, centred on its Cα, holding the C/N/O/S
+    atoms within ``radius`` minus its own side chain; label = its amino acid. ``oriented``
+    puts each environment in its backbone frame (as Boomsma & Frellsen), otherwise it keeps
+    the structure's axes. Environments are cut out batch by batch from the atoms, so memory
+    stays at the size of the atom arrays whatever the number of residues."""
+
+    name = "aa"
+    voxels = Voxels(16, 1.5, 0.75)  # 24 Å box around the 12 Å sphere
+
+    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS):
+        self.data = EnvironmentData(data)
+        self.oriented, self.radius = oriented, radius
+        self.in_channels = len(ENV_CHANNELS)
+        self.n_classes = len(AMINO_ACIDS)
+        self.labels = self.data.res_labels
+        self.n_splits = self.data.n_splits
+
+    @property
+    def sha256(self) -> str:
+        return self.data.sha256
+
+    def items(self, splits) -> np.ndarray:
+        return self.data.residues(splits, oriented=self.oriented)
+
+    def batch(self, items: np.ndarray) -> Batch:
+        envs = [self.data.residue_environment(r, radius=self.radius, oriented=self.oriented) for r in items]
+        return _batch(envs, self.labels[items], centred=True)
+
+    def metadata(self) -> dict:
+        d = self.data
+        return {
+            "task": self.name,
+            "input": {
+                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels, "channels": list(ENV_CHANNELS),
+                "radius": self.radius, "oriented": self.oriented,
+            },
+            "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},
+            "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits,
+                     "n_residues": int((d.res_labels >= 0).sum())},
+        }
+
+
+TASKS = {"cath": CathTask, "aa": AminoAcidTask}
+
+
+def make_task(name: str, data: str | Path, **options):
+    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``aa``: ``oriented``, ``radius``)."""
+    if name not in TASKS:
+        raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
+    if name == "cath" and options.get("oriented"):
+        raise TrainError("--oriented only applies to --task aa")
+    return TASKS[name](data, **({k: v for k, v in options.items() if v is not None} if name == "aa" else {}))

@@ -1,0 +1,156 @@
+"""Amino-acid task: environment dataset, task batches, training, evaluation and `cathnet predict --task aa`."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cathnet.cli import app
+from cathnet.data import EnvironmentData, DatasetError, build_dataset
+from cathnet.environments import AMINO_ACIDS, residue_environments
+from cathnet.evaluate import evaluate
+from cathnet.predict import load_model
+from cathnet.structure import read_structure
+from cathnet.tasks import AminoAcidTask, make_task, TrainError
+from cathnet.train import _Run, train
+
+from cath_helpers import FIXTURES, N_SPLITS, build_fixture_dataset, tiny_config
+
+PDBS = sorted(FIXTURES.glob("*.pdb"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("aa") / "env.npz"
+    build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", atoms="environment", n_splits=N_SPLITS, seed=0)
+    return path
+
+
+def aa_config(data, out, **changes):
+    return tiny_config(
+        data, out, task="aa", model="se3-env", model_kwargs={"widths": [[4, 2, 1], [4, 2, 1]], "head_scalars": 16},
+        grid_size=None, voxel_size=None, batch_size=32, epoch_size=64, val_size=48, epochs=1, **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("aa-run")
+    torch.manual_seed(0)
+    train(aa_config(data, out))
+    return out
+
+
+def test_dataset_holds_every_residue_environment_as_read_from_the_files(data):
+    d = EnvironmentData(data)
+    summary = json.loads(data.with_suffix(".json").read_text())
+    assert summary["residues"]["standard_with_ca"] == int(((d.res_labels >= 0) & (d.res_ca >= 0)).sum())
+    assert d.meta["atoms"] == "environment" and d.channels.max() <= 3
+    rows = d.residues(range(N_SPLITS))
+    assert set(rows) == set(d.residues([0, 1])) | set(d.residues([2, 3]))
+    # the same environments as cut from the structure directly (train = predict)
+    i = int(np.flatnonzero(d.ids == PDBS[3].stem)[0])
+    envs = [e for e in residue_environments(read_structure(PDBS[3])) if e.label >= 0]
+    mine = [r for r in rows if d.res_domain[r] == i]
+    assert len(envs) == len(mine)
+    for e, r in list(zip(envs, mine))[::7]:
+        xyz, ch = d.residue_environment(r, radius=12.0, oriented=False)
+        np.testing.assert_array_equal(xyz, e.coords)
+        np.testing.assert_array_equal(ch, e.channels)
+        assert AMINO_ACIDS[d.res_labels[r]] == e.native
+
+
+def test_splits_are_superfamily_disjoint(data):
+    d = EnvironmentData(data)
+    by_split = [set(d.superfamilies[d.res_domain[d.residues([s])]]) for s in range(N_SPLITS)]
+    for a in range(N_SPLITS):
+        for b in range(a + 1, N_SPLITS):
+            assert not by_split[a] & by_split[b]
+
+
+def test_cath_datasets_are_refused(tmp_path):
+    path = build_fixture_dataset(tmp_path / "ca.npz")
+    with pytest.raises(DatasetError, match="--atoms environment"):
+        AminoAcidTask(path)
+    with pytest.raises(TrainError, match="--oriented only applies"):
+        make_task("cath", path, oriented=True)
+
+
+def test_task_batches_are_centred_on_the_ca(data):
+    task = AminoAcidTask(data)
+    items = task.items([0])[:5]
+    batch = task.batch(items)
+    assert batch.center.abs().max() == 0 and batch.coords.shape[0] == 5
+    for b in range(5):  # Cα at the origin, nothing beyond the radius
+        xyz = batch.coords[b][batch.mask[b]]
+        assert xyz.norm(dim=1).min() == 0 and xyz.norm(dim=1).max() <= 12.0 + 1e-4
+    oriented = AminoAcidTask(data, oriented=True)
+    assert set(oriented.items([0])) <= set(items.tolist()) | set(task.items([0]).tolist())
+
+
+def test_epoch_stream_covers_the_training_items_and_balance_flattens_classes(data, tmp_path):
+    run = _Run(aa_config(data, tmp_path / "a"), console=None)
+    n = len(run.train_items)
+    stream = np.concatenate([run._order(e) for e in range(1, n // 64 + 2)])
+    np.testing.assert_array_equal(np.sort(stream[:n]), run.train_items)  # first pass: a permutation
+    assert len(run.val_items) == 48
+    balanced = _Run(aa_config(data, tmp_path / "b", balance=True), console=None)._pass(0)
+    labels = run.task.labels
+    counts = lambda items: np.bincount(labels[items], minlength=20)
+    assert counts(balanced).std() < 0.5 * counts(run.train_items).std()
+
+
+def test_training_writes_an_aa_model_and_evaluate_reads_it(data, trained):
+    meta = json.loads((trained / "best.json").read_text())
+    assert meta["task"] == "aa" and meta["input"]["grid_size"] == 16 and meta["input"]["centre"] == "CA"
+    assert meta["classes"]["names"] == list(AMINO_ACIDS)
+    assert abs(sum(meta["classes"]["train_frequency"]) - 1) < 1e-4
+    r = evaluate(trained, data, splits=[3], rotations=1, device="cpu", max_items=40)
+    assert r["n"] == 40 and r["n_items_in_splits"] > 40 and 0 <= r["accuracy"] <= r["top3_accuracy"] <= 1
+    assert r["rotation"]["passes"][0]["agreement"] > 0.5
+
+
+def test_predict_task_aa_formats_and_errors(trained, tmp_path):
+    runner = CliRunner()
+    bad = tmp_path / "broken.pdb"
+    bad.write_text("not a structure\n")
+    pdb = str(PDBS[0])
+    res = runner.invoke(app, ["predict", "--model", str(trained), "-f", "json", "--no-progress", pdb, str(bad)])
+    assert res.exit_code == 1, res.output
+    assert "broken.pdb" in res.stderr and "Traceback" not in res.output
+    rows = json.loads(res.stdout)
+    n_res = len([e for e in residue_environments(read_structure(pdb))])
+    assert len(rows) == n_res
+    for row in rows:
+        assert {"chain", "resnum", "icode", "native", "predicted", "probabilities", "log_odds"} <= set(row)
+        assert list(row["probabilities"]) == list(AMINO_ACIDS)
+        assert abs(sum(row["probabilities"].values()) - 1) < 1e-3
+        assert row["predicted"] == max(row["probabilities"], key=row["probabilities"].get)
+    model = load_model(trained)
+    freq = dict(zip(AMINO_ACIDS, model.meta["classes"]["train_frequency"]))
+    row = rows[3]
+    assert row["log_odds"] == pytest.approx(np.log(row["probabilities"][row["native"]] / freq[row["native"]]), abs=2e-3)
+    res = runner.invoke(app, ["predict", "--model", str(trained), "-f", "csv", "--no-progress", pdb])
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0 and lines[0].split(",")[:8] == ["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds"]
+    assert len(lines) == n_res + 1 and len(lines[1].split(",")) == 28
+    res = runner.invoke(app, ["predict", "--model", str(trained), "--no-progress", pdb])
+    assert res.exit_code == 0 and "top-1 prediction = native residue for" in res.stdout
+    # options of the other task are usage errors
+    for args in (["--task", "cath"], ["--rotations", "2"], ["--per-chain"]):
+        res = runner.invoke(app, ["predict", "--model", str(trained), *args, pdb])
+        assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_multi_chain_files_insertion_codes_and_structures(trained):
+    model = load_model(trained)
+    residues = model.predict("tests/data/rnase_frag.pdb")  # two protein chains, sulfates, waters
+    assert {r.chain for r in residues} == {"A", "B"}
+    assert all(r.native in AMINO_ACIDS for r in residues)  # ligands and waters have no environment
+    assert {r.chain for r in model.predict("tests/data/rnase_frag.pdb", chain="B")} == {"B"}
+    icodes = {r.icode for r in model.predict("tests/data/cath_1kskA01.pdb")}  # insertion codes 1A-1C
+    assert {"A", "B", "C"} <= icodes
+    structure = read_structure("tests/data/1ejg.pdb")  # residues present only as altloc B/C are kept
+    assert len(model.predict(structure)) == 46
