@@ -1,10 +1,11 @@
 """cathnet: SE(3)-equivariant 3D steerable CNNs for protein structures.
 
-Pipeline: :mod:`cathnet.structure` (PDB/mmCIF → atom arrays) → :mod:`cathnet.voxel`
-(Gaussian density grids) → :mod:`cathnet.so3` (rotations, harmonics, Wigner D) →
-:mod:`cathnet.basis` (steerable kernel basis) → :mod:`cathnet.nn` (equivariant layers) →
-:mod:`cathnet.networks` → :mod:`cathnet.data` / :mod:`cathnet.train` →
-:mod:`cathnet.predict` → :mod:`cathnet.cli`.
+Pipeline: :mod:`cathnet.structure` (PDB/mmCIF → atom arrays; :mod:`cathnet.environments`
+cuts out residue environments) → :mod:`cathnet.voxel` (Gaussian density grids) →
+:mod:`cathnet.so3` (rotations, harmonics, Wigner D) → :mod:`cathnet.basis` (steerable
+kernel basis) → :mod:`cathnet.nn` (equivariant layers) → :mod:`cathnet.networks` →
+:mod:`cathnet.data` / :mod:`cathnet.tasks` / :mod:`cathnet.train` → :mod:`cathnet.predict`
+(architectures) and :mod:`cathnet.propensity` (amino acids per residue) → :mod:`cathnet.cli`.
 """
 from importlib.metadata import PackageNotFoundError, version
 
@@ -15,7 +16,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 
 def load_model(name="cath-arch", **kwargs):
-    """A released model by name or path; see :func:`cathnet.predict.load_model`."""
+    """A released model (``"cath-arch"``, ``"aa-propensity"``) by name or path; see
+    :func:`cathnet.predict.load_model`."""
     from cathnet.predict import load_model as _load
 
     return _load(name, **kwargs)

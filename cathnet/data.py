@@ -434,7 +434,7 @@ def build_dataset(
         res_split = np.repeat(splits, n_res)
         summary["residues"] = {
             "total": int(len(res_labels)), "standard_with_ca": int(((res_labels >= 0) & (extra["res_ca"] >= 0)).sum()),
-            "per_split": [int(((res_labels >= 0) & (res_split == s)).sum()) for s in range(n_splits)],
+            "per_split": [int(((res_labels >= 0) & (extra["res_ca"] >= 0) & (res_split == s)).sum()) for s in range(n_splits)],
         }
     summary_path = out.with_suffix(".json")
     write_json(summary_path, summary)
@@ -522,6 +522,9 @@ class EnvironmentData(CathData):
                 f"{self.path}: built with --atoms {self.meta.get('atoms')}; the amino-acid task needs --atoms {ENVIRONMENT}"
             )
         with np.load(self.path, allow_pickle=False) as z:
+            missing = [k for k in self.RES_KEYS if k not in z]
+            if missing:
+                raise DatasetError(f"{self.path}: not an environment dataset (missing {', '.join(missing)})")
             for k in self.RES_KEYS:
                 setattr(self, k, z[k])
         n_res = np.diff(self.res_offsets)

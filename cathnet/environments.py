@@ -78,7 +78,8 @@ def residue_atoms(structure: Structure) -> ResidueAtoms:
     def first(atom: str) -> np.ndarray:
         rows = np.full(n_res, -1, np.int64)
         hit = np.flatnonzero(names == atom)
-        rows[residue[hit[::-1]]] = hit[::-1]  # first occurrence wins
+        res, at = np.unique(residue[hit], return_index=True)  # first occurrence per residue
+        rows[res] = hit[at]
         return rows
 
     first_atom = np.searchsorted(residue_all, np.arange(n_res))
@@ -106,17 +107,21 @@ def backbone_frame(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
 def environment(
     coords: np.ndarray, channels: np.ndarray, residue: np.ndarray, backbone: np.ndarray,
     r: int, ca: int, n: int = -1, c: int = -1, *, radius: float = RADIUS, oriented: bool = False,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates (K, 3) float32 relative to the Cα (rotated into the backbone frame when
     ``oriented``) and channels (K,) of residue ``r``'s environment, given the atom arrays of
-    its structure and the rows of its CA (and N, C) atoms."""
+    its structure and the rows of its CA (and N, C) atoms. ``candidates``: sorted atom rows
+    that include every atom within ``radius`` (e.g. from a k-d tree), to skip the others;
+    the result is the same."""
     centre = coords[ca].astype(np.float64)
-    rel = coords.astype(np.float64) - centre
-    keep = (np.einsum("ij,ij->i", rel, rel) <= radius * radius) & ((residue != r) | backbone)
+    rows = slice(None) if candidates is None else candidates
+    rel = coords[rows].astype(np.float64) - centre
+    keep = (np.einsum("ij,ij->i", rel, rel) <= radius * radius) & ((residue[rows] != r) | backbone[rows])
     rel = rel[keep]
     if oriented:
         rel = rel @ backbone_frame(coords[n].astype(np.float64), centre, coords[c].astype(np.float64)).T
-    return rel.astype(np.float32), channels[keep]
+    return rel.astype(np.float32), channels[rows][keep]
 
 
 def pad_environments(envs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

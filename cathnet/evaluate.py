@@ -75,6 +75,8 @@ def evaluate(
     if max_items is not None and max_items < len(items):
         items = np.sort(np.random.default_rng([seed, 1]).choice(items, max_items, replace=False))
     voxels = Voxels(**{k: meta["input"][k] for k in ("grid_size", "voxel_size", "sigma")})
+    if inp.get("oriented"):  # rotating a backbone-frame environment takes it out of its frame
+        rotations = 0
     if on_start:
         on_start(len(items) * (1 + rotations))
     y = task.labels[items]
@@ -114,6 +116,7 @@ def evaluate(
         "data_matches_training": task.sha256 == meta["data"]["sha256"],
         "splits": splits,
         "n_items_in_splits": n_in_splits,
+        "max_items_seed": seed if max_items is not None and max_items < n_in_splits else None,
         "classes": {"codes": codes, "names": meta["classes"]["names"]},
         "device": str(dev),
         **result,
@@ -132,10 +135,12 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     support = confusion.sum(1, keepdims=True)
     rates = np.divide(confusion, support, out=np.zeros(confusion.shape), where=support > 0)
     labels = [f"{c} {n}" for c, n in zip(result["classes"]["codes"], result["classes"]["names"])]
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=120)
+    big = len(labels) > 12  # e.g. the 20 amino acids
+    fig, ax = plt.subplots(figsize=(11, 10) if big else (8, 7), dpi=120)
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(confusion):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=5 if big else 7,
+                color="white" if rates[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("predicted")

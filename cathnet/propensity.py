@@ -12,6 +12,12 @@ side chain removed), and the log-odds of its native residue,
 ``ln(p(native) / f(native))`` with ``f`` the amino-acid frequency of the training set: > 0
 where the environment favours the native residue more than chance, well below 0 for a
 residue its surroundings do not explain (a mutation site, an error, a functional residue).
+For a model trained with class-balanced sampling the background is uniform (1/20).
+
+Neighbourhoods: the released model was trained on CATH domain files, so its training
+environments never contained atoms of other domains or chains; a whole PDB file gives
+residues at interfaces their full surroundings. Cut a domain out
+(``--chain``/``--residues``) to see what the model saw in training.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
 from cathnet.structure import Structure, StructureError, read_structure
@@ -86,8 +93,11 @@ class PropensityModel:
         self.n_channels = inp["n_channels"]
         if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
             raise ValueError(f"model classes {meta['classes']['names']} are not the 20 amino acids in order")
-        freq = np.asarray(meta["classes"]["train_frequency"], dtype=np.float64)
-        self.log_background = np.log(freq)
+        if meta.get("training", {}).get("balance"):
+            freq = np.full(len(AMINO_ACIDS), 1 / len(AMINO_ACIDS))
+        else:
+            freq = np.asarray(meta["classes"]["train_frequency"], dtype=np.float64)
+        self.log_background = np.log(np.maximum(freq, 1e-6))
 
     def grids(self, envs: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
         """(B, C, N, N, N) input grids, centred on the Cα, of a list of environments
@@ -108,8 +118,12 @@ class PropensityModel:
         """The residue table of ``structure``, the rows that have an environment, and their environments."""
         a = residue_atoms(structure)
         rows = np.flatnonzero(a.usable(self.oriented))
+        if len(rows) == 0:
+            return a, rows, []
+        near = cKDTree(a.coords).query_ball_point(a.coords[a.ca[rows]], self.radius + 1e-3)
         envs = [environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r],
-                            radius=self.radius, oriented=self.oriented) for r in rows]
+                            radius=self.radius, oriented=self.oriented, candidates=np.sort(np.asarray(idx, np.int64)))
+                for r, idx in zip(rows, near)]
         return a, rows, envs
 
     def predict(self, source: str | os.PathLike | Structure, *, chain: str | None = None, residues: str | None = None,
@@ -136,7 +150,11 @@ class PropensityModel:
 
     def _predict_one(self, source, label, chain, residues, batch_size, on_done) -> FilePrediction:
         if isinstance(source, Structure):
+            if residues is not None:
+                raise ValueError("residues= applies to files; subset a Structure with Structure.subset")
             structure = source if chain is None else source.subset(source.chain == chain)
+            if len(structure) == 0:
+                raise StructureError(label, f"no chain {chain!r}")
         else:
             structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
         a, rows, envs = self.environments(structure)

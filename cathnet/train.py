@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,12 +209,15 @@ class _Run:
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.out = Path(config.out)
         self.task = make_task(config.task, config.data, oriented=config.oriented)
-        d = self.task.voxels
-        self.voxels = Voxels(config.grid_size or d.grid_size, config.voxel_size or d.voxel_size, config.sigma or d.sigma)
+        self.voxels = self._voxels()
         self._split_items()
         if config.model not in networks.NETWORKS:
             raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
-        self.augment = config.augment if config.augment is not None else config.model not in networks.EQUIVARIANT
+        if config.oriented and config.augment:
+            raise TrainError("--augment rotates the environments out of the backbone frame that --oriented puts them in")
+        self.augment = config.augment if config.augment is not None else (
+            config.model not in networks.EQUIVARIANT and not config.oriented
+        )
         kwargs = dict(config.model_kwargs)
         if config.model in networks.GRID_SIZED:
             kwargs.setdefault("grid_size", self.voxels.grid_size)
@@ -243,6 +246,16 @@ class _Run:
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
 
+    def _voxels(self) -> Voxels:
+        """The grid: the task's default unless given; σ defaults to half a voxel."""
+        c, d = self.config, self.task.voxels
+        voxel = d.voxel_size if c.voxel_size is None else c.voxel_size
+        sigma = c.sigma if c.sigma is not None else (d.sigma if c.voxel_size is None else voxel / 2)
+        v = Voxels(d.grid_size if c.grid_size is None else c.grid_size, voxel, sigma)
+        if v.grid_size < 1 or not v.voxel_size > 0 or not v.sigma > 0:
+            raise TrainError(f"grid size, voxel size and sigma must be positive, got {v}")
+        return v
+
     def _split_items(self) -> None:
         c, n = self.config, self.task.n_splits
         held_out = set(c.val_splits) | set(c.test_splits)
@@ -256,11 +269,15 @@ class _Run:
         train = self.task.items([s for s in range(n) if s not in held_out])
         self.train_items = stratified_subset(train, self.task.labels, c.train_fraction, c.seed)
         self.val_items = self.task.items(c.val_splits)
+        if c.val_size is not None and c.val_size < 1:
+            raise TrainError(f"--val-size must be at least 1, got {c.val_size}")
         if c.val_size is not None and c.val_size < len(self.val_items):
             rng = np.random.default_rng([c.seed, 1])
             self.val_items = np.sort(rng.choice(self.val_items, c.val_size, replace=False))
-        if c.epoch_size is not None and c.epoch_size < 1:
-            raise TrainError(f"--epoch-size must be at least 1, got {c.epoch_size}")
+        if len(self.val_items) < self.world:
+            raise TrainError(f"validation split(s) {list(c.val_splits)} hold {len(self.val_items)} items, fewer than the {self.world} processes")
+        if c.epoch_size is not None and c.epoch_size < self.world:
+            raise TrainError(f"--epoch-size must be at least the {self.world} process(es), got {c.epoch_size}")
         self._pass_cache: tuple[int, np.ndarray] | None = None
         if len(self.train_items) < self.world:
             raise TrainError("no training split left: every split is a validation or test split")
@@ -270,7 +287,9 @@ class _Run:
     # -- checkpoints
 
     def _state_key(self) -> dict:
-        return {k: v for k, v in asdict(self.config).items() if k in _RESUME_KEYS}
+        """Options a resumed run must share, with the grid as actually used."""
+        key = {k: v for k, v in asdict(self.config).items() if k in _RESUME_KEYS}
+        return {**key, **asdict(self.voxels)}
 
     def _resume(self) -> None:
         path = self.out / "last.json"
@@ -282,7 +301,8 @@ class _Run:
         if state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{path}: format {state.get('format')!r}, expected {STATE_FORMAT!r}")
         saved, now = state["config"], json.loads(json.dumps(self._state_key()))
-        changed = [f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in now if saved.get(k) != now[k]]
+        defaults = asdict(TrainConfig(data="", model="", out=""))  # keys added after a checkpoint was written
+        changed = [f"{k} ({saved.get(k, defaults[k])!r} -> {now[k]!r})" for k in now if saved.get(k, defaults[k]) != now[k]]
         if changed:
             raise TrainError(f"--resume: options differ from the checkpoint in {self.out}: {', '.join(changed)}")
         if state["data_sha256"] != self.task.sha256:
@@ -372,7 +392,10 @@ class _Run:
         c, world, rank = self.config, self.world, self.rank
         rng = np.random.default_rng([c.seed, epoch])
         torch.manual_seed(_seed(c.seed, epoch, rank))
-        order = self._order(epoch)
+        if c.epoch_size is None and not c.balance:
+            order = rng.permutation(self.train_items)  # one pass per epoch, as before epoch streams
+        else:
+            order = self._order(epoch)
         rotations = random_rotation(len(order), rng) if self.augment else None
         starts = [s for s in range(0, len(order), c.batch_size) if len(order) - s >= world]
         bar = progress.add_task("train", total=len(starts), epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0) if progress else None

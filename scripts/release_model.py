@@ -66,7 +66,9 @@ def main() -> None:
     }
     baselines = [read_json(p) for p in args.baseline]
     for b in baselines:
-        if b["data_sha256"] != evaluation["data_sha256"] or b["splits"] != evaluation["splits"] or b["n"] != evaluation["n"]:
+        same = [b["data_sha256"], b["splits"], b["n"], b.get("max_items_seed")] == [
+            evaluation["data_sha256"], evaluation["splits"], evaluation["n"], evaluation.get("max_items_seed")]
+        if not same:
             raise SystemExit(f"baseline {b['checkpoint']}: evaluated on other data, splits or items")
     if baselines:
         meta["metrics"]["baseline"] = [

@@ -29,10 +29,9 @@ def data(tmp_path_factory):
 
 
 def aa_config(data, out, **changes):
-    return tiny_config(
-        data, out, task="aa", model="se3-env", model_kwargs={"widths": [[4, 2, 1], [4, 2, 1]], "head_scalars": 16},
-        grid_size=None, voxel_size=None, batch_size=32, epoch_size=64, val_size=48, epochs=1, **changes,
-    )
+    base = dict(task="aa", model="se3-env", model_kwargs={"widths": [[4, 2, 1], [4, 2, 1]], "head_scalars": 16},
+                grid_size=None, voxel_size=None, batch_size=32, epoch_size=64, val_size=48, epochs=1)
+    return tiny_config(data, out, **{**base, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +153,121 @@ def test_multi_chain_files_insertion_codes_and_structures(trained):
     assert {"A", "B", "C"} <= icodes
     structure = read_structure("tests/data/1ejg.pdb")  # residues present only as altloc B/C are kept
     assert len(model.predict(structure)) == 46
+
+
+def test_ddp_two_processes_match_one_process_on_the_aa_task(data, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    from cath_helpers import ddp_worker
+
+    config = aa_config(data, tmp_path / "one", model="cnn-env", epochs=2,
+                       model_kwargs={"widths": [4, 8], "depth": 1, "head": 8, "norm": "group", "dropout": 0.0})
+    train(config)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(ddp_worker, args=(2, port, replace(config, out=str(tmp_path / "two"))), nprocs=2)
+    a, b = load_file(tmp_path / "one" / "epoch-0002.safetensors"), load_file(tmp_path / "two" / "epoch-0002.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    one, two = ([json.loads(l) for l in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("one", "two"))
+    for m1, m2 in zip(one, two):
+        assert m1["val_loss"] == pytest.approx(m2["val_loss"], rel=1e-5) and m1["val_acc"] == m2["val_acc"]
+
+
+def test_oriented_dataset_environments_match_the_structure(data):
+    d = EnvironmentData(data)
+    i = int(np.flatnonzero(d.ids == PDBS[7].stem)[0])
+    envs = [e for e in residue_environments(read_structure(PDBS[7]), oriented=True) if e.label >= 0]
+    mine = [r for r in d.residues(range(N_SPLITS), oriented=True) if d.res_domain[r] == i]
+    assert len(envs) == len(mine) > 0
+    for e, r in list(zip(envs, mine))[::5]:
+        xyz, ch = d.residue_environment(r, radius=12.0, oriented=True)
+        np.testing.assert_allclose(xyz, e.coords, atol=1e-5)
+        np.testing.assert_array_equal(ch, e.channels)
+
+
+def test_prediction_environments_equal_the_training_ones(trained):
+    model = load_model(trained)
+    s = read_structure(PDBS[11])
+    _, _, envs = model.environments(s)  # k-d tree candidates
+    ref = residue_environments(s)  # every atom
+    assert len(envs) == len(ref)
+    for (xyz, ch), e in zip(envs, ref):
+        np.testing.assert_array_equal(xyz, e.coords)
+        np.testing.assert_array_equal(ch, e.channels)
+
+
+def test_resume_mid_stream_with_balance_is_exact(data, tmp_path):
+    # 64 items per epoch do not divide the training items: epochs straddle passes
+    full = aa_config(data, tmp_path / "full", model="cnn-env", epochs=3, balance=True, epoch_size=40,
+                     model_kwargs={"widths": [4, 8], "depth": 1, "head": 8})
+    train(full)
+    part = replace(full, out=str(tmp_path / "part"), epochs=2)
+    train(part)
+    train(replace(part, epochs=3, resume=True))
+    a = (tmp_path / "full" / "epoch-0003.safetensors").read_bytes()
+    assert a == (tmp_path / "part" / "epoch-0003.safetensors").read_bytes()
+
+
+def test_resume_accepts_checkpoints_from_before_the_new_options(data, tmp_path):
+    config = aa_config(data, tmp_path / "old", model="cnn-env", model_kwargs={"widths": [4, 8], "depth": 1, "head": 8})
+    train(config)
+    state = json.loads((tmp_path / "old" / "last.json").read_text())
+    for key in ("oriented", "epoch_size", "val_size", "balance"):
+        state["config"].pop(key)
+    (tmp_path / "old" / "last.json").write_text(json.dumps(state))
+    with pytest.raises(TrainError, match="epoch_size"):  # the old run had no epoch size: one full pass
+        train(replace(config, epochs=2, resume=True))
+    train(replace(config, epochs=2, resume=True, epoch_size=None, val_size=None))
+
+
+def test_oriented_training_does_not_augment(data, tmp_path):
+    result = train(aa_config(data, tmp_path / "o", model="cnn-env", oriented=True,
+                             model_kwargs={"widths": [4, 8], "depth": 1, "head": 8}))
+    assert result["augment"] is False
+    meta = json.loads((tmp_path / "o" / "best.json").read_text())
+    assert meta["input"]["oriented"] is True
+    with pytest.raises(TrainError, match="backbone frame"):
+        train(aa_config(data, tmp_path / "o2", model="cnn-env", oriented=True, augment=True))
+    r = evaluate(tmp_path / "o", data, splits=[3], rotations=2, device="cpu", max_items=16)
+    assert r["rotation"]["n_rotations"] == 0  # rotating a backbone-frame environment is meaningless
+
+
+def test_log_odds_background(trained, tmp_path):
+    meta = json.loads((trained / "best.json").read_text())
+    model = load_model(trained)
+    np.testing.assert_allclose(np.exp(model.log_background), np.maximum(meta["classes"]["train_frequency"], 1e-6))
+    meta["training"]["balance"] = True
+    from cathnet.propensity import PropensityModel
+
+    balanced = PropensityModel(model.network, meta)
+    np.testing.assert_allclose(np.exp(balanced.log_background), 1 / 20)
+    meta["training"]["balance"] = False
+    meta["classes"]["train_frequency"] = [0.0] + meta["classes"]["train_frequency"][1:]
+    assert np.isfinite(PropensityModel(model.network, meta).log_background).all()
+
+
+def test_cli_dataset_train_evaluate_for_the_aa_task(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "env.npz"
+    res = runner.invoke(app, ["dataset", "build", "--pdb", str(FIXTURES), "--labels", str(FIXTURES / "labels.csv"),
+                              "--atoms", "environment", "--splits", str(N_SPLITS), "--workers", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "standard residues with a Cα" in res.output
+    common = ["train", "--data", str(out), "--val-splits", "2", "--test-splits", "3", "--device", "cpu", "--no-progress"]
+    for bad in (["--task", "dna"], ["--task", "cath", "--oriented"], ["--task", "aa", "--oriented", "--augment"]):
+        res = runner.invoke(app, [*common, "--model", "cnn-env", "--out", str(tmp_path / "x"), *bad])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    run = tmp_path / "run"
+    res = runner.invoke(app, [*common, "--task", "aa", "--model", "cnn-env", "--out", str(run), "--epochs", "1",
+                              "--epoch-size", "32", "--val-size", "16", "--batch-size", "16",
+                              "--model-arg", "widths=[4,8]", "--model-arg", "head=8"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(out), "--max-items", "20", "--rotations", "0",
+                              "-o", str(tmp_path / "eval.json")])
+    assert res.exit_code == 0, res.output
+    assert "top-3" in res.output and json.loads((tmp_path / "eval.json").read_text())["n"] == 20

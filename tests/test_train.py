@@ -44,7 +44,7 @@ def test_training_writes_checkpoints_metrics_and_model(run, dataset):
     assert meta["format"] == "cathnet-model/1" and meta["task"] == "cath"
     assert meta["network"]["config"] == {"name": "cnn-compact", "in_channels": 1, "n_classes": 10, "widths": [8, 16, 16, 16]}
     assert meta["network"]["n_parameters"] == networks.n_parameters(model)
-    assert meta["input"] == {"atoms": "ca", "n_channels": 1, "grid_size": 24, "voxel_size": 4.0, "sigma": 1.0, "centre": "mean atom position"}
+    assert meta["input"] == {"atoms": "ca", "n_channels": 1, "grid_size": 24, "voxel_size": 4.0, "sigma": 2.0, "centre": "mean atom position"}  # σ: half a voxel
     assert meta["classes"]["codes"][0] == "1.10" and meta["classes"]["names"][0] == "Orthogonal Bundle"
     assert meta["data"]["sha256"] == json.loads(dataset.with_suffix(".json").read_text())["sha256"]
     assert meta["data"]["test_splits"] == [3] and meta["metrics"]["epoch"] == result["best"]["epoch"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -11,8 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from enum import Enum
-
 from cathnet.cli.common import report_error
 from cathnet.data import ENVIRONMENT, DatasetError, build_dataset
 from cathnet.structure import SELECTIONS

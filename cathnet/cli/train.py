@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -13,7 +14,9 @@ from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import report_error
 from cathnet.data import DatasetError
-from cathnet.train import TrainConfig, TrainError, train as run_training
+from cathnet.train import TASKS, TrainConfig, TrainError, train as run_training
+
+Task = Enum("Task", {name: name for name in TASKS}, type=str)
 
 
 def parse_splits(value: str, option: str) -> tuple[int, ...]:
@@ -44,7 +47,7 @@ def train(
     model: str = typer.Option(..., "--model", help=f"Network: {', '.join(networks.available())}."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Folder for checkpoints, best.*, metrics.jsonl."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the network constructor (JSON value), repeatable."),
-    task: str = typer.Option("cath", "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
+    task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
@@ -61,8 +64,8 @@ def train(
     test_splits: str = typer.Option("8,9", "--test-splits", help="Test splits (excluded from training), comma-separated."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", min=0.0, max=1.0, help="Class-stratified fraction of the training domains (seeded)."),
     grid_size: int = typer.Option(None, "--grid-size", min=1, help="Voxels per side (default: 50 for cath, 16 for aa)."),
-    voxel_size: float = typer.Option(None, "--voxel-size", min=0.0, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
-    sigma: float = typer.Option(None, "--sigma", min=0.0, help="Gaussian atom width in Å (default: half a voxel)."),
+    voxel_size: float = typer.Option(None, "--voxel-size", min=0.01, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
+    sigma: float = typer.Option(None, "--sigma", min=0.01, help="Gaussian atom width in Å (default: half the voxel edge)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
@@ -77,8 +80,12 @@ def train(
         raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
+    if oriented and task is not Task.aa:
+        raise typer.BadParameter("environments are oriented for --task aa only", param_hint="--oriented")
+    if oriented and augment:
+        raise typer.BadParameter("--augment would rotate the environments out of their backbone frame", param_hint="--oriented")
     config = TrainConfig(
-        data=str(data), model=model, out=str(out), model_kwargs=parse_model_args(model_arg), task=task,
+        data=str(data), model=model, out=str(out), model_kwargs=parse_model_args(model_arg), task=task.value,
         epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
