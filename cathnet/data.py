@@ -14,7 +14,7 @@ residue_index      (M,) i32     residue of each atom, 0-based within its domain
 offsets, counts    (D+1,), (D,) atoms of domain d: ``offsets[d]:offsets[d+1]``
 backbone           (M,) bool    ``environment`` datasets only: N, CA, C or O atom
 res_offsets        (D+1,) i64   ``environment`` only: residues of domain d
-res_ca/res_n/res_c (R,) i32     ``environment`` only: atom row (within the domain) or -1
+res_ca/_n/_c/_o    (R,) i32     ``environment`` only: atom row (within the domain) or -1
 res_labels         (R,) i8      ``environment`` only: amino acid (``AMINO_ACIDS``) or -1
 labels             (D,) i64     index into ``class_codes``
 class_codes/names  (K,) str     CATH architectures "C.A" and their names
@@ -228,7 +228,7 @@ def _extract(job: tuple[str, str, bytes | None, str]) -> tuple[str, object]:
             a = residue_atoms(structure)
             if len(a.coords) == 0:
                 raise StructureError(name, "no C, N, O or S atoms")
-            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels)
+            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels, a.o)
         coords, channels, n_channels = select_atoms(structure, atoms)
         if len(coords) == 0:
             raise StructureError(name, f"no {atoms} atoms")
@@ -388,6 +388,7 @@ def build_dataset(
             res_n=np.concatenate([a[6] for a in arrays]).astype(np.int32),
             res_c=np.concatenate([a[7] for a in arrays]).astype(np.int32),
             res_labels=np.concatenate([a[8] for a in arrays]).astype(np.int8),
+            res_o=np.concatenate([a[9] for a in arrays]).astype(np.int32),
         )
     atomic_save_npz(
         out,
@@ -527,24 +528,32 @@ class EnvironmentData(CathData):
                 raise DatasetError(f"{self.path}: not an environment dataset (missing {', '.join(missing)})")
             for k in self.RES_KEYS:
                 setattr(self, k, z[k])
+        with np.load(self.path, allow_pickle=False) as z:  # absent from datasets built before it was added
+            self.res_o = z["res_o"] if "res_o" in z else None
         n_res = np.diff(self.res_offsets)
         self.res_domain = np.repeat(np.arange(len(self), dtype=np.int32), n_res)
         self.res_splits = self.splits[self.res_domain]
 
-    def residues(self, splits: Iterable[int], *, oriented: bool = False) -> np.ndarray:
-        """Rows of the standard residues in ``splits`` that have a Cα (and N, C when ``oriented``)."""
+    def residues(self, splits: Iterable[int], *, needs_frame: bool = False) -> np.ndarray:
+        """Rows of the standard residues in ``splits`` that have a Cα (and N, C when
+        ``needs_frame``: oriented environments or backbone channels)."""
         domains = self.indices(splits)
         ok = np.isin(self.res_domain, domains) & (self.res_labels >= 0) & (self.res_ca >= 0)
-        if oriented:
+        if needs_frame:
             ok &= (self.res_n >= 0) & (self.res_c >= 0)
         return np.flatnonzero(ok)
 
-    def residue_environment(self, row: int, *, radius: float, oriented: bool) -> tuple[np.ndarray, np.ndarray]:
+    def residue_environment(
+        self, row: int, *, radius: float, oriented: bool, backbone_channels: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Environment (coordinates relative to the Cα, channels) of residue ``row``."""
         d = self.res_domain[row]
         lo, hi = self.offsets[d], self.offsets[d + 1]
+        if backbone_channels and self.res_o is None:
+            raise DatasetError(f"{self.path}: built before backbone channels existed; rebuild it with --atoms environment")
         return environment(
             self.positions[lo:hi], self.channels[lo:hi], self.residue_index[lo:hi], self.backbone[lo:hi],
             row - self.res_offsets[d], self.res_ca[row], self.res_n[row], self.res_c[row],
-            radius=radius, oriented=oriented,
+            -1 if self.res_o is None else self.res_o[row],
+            radius=radius, oriented=oriented, backbone_channels=backbone_channels,
         )

@@ -10,6 +10,13 @@ Two variants:
 * oriented: coordinates in the residue's backbone frame (:func:`backbone_frame`), as in the
   original work, so that a plain CNN sees every environment in a canonical pose.
 
+With ``backbone_channels`` the residue's own backbone gets channels of its own: its N, C
+and O, and a virtual Cβ placed from N, Cα and C by ideal geometry (:func:`virtual_cb`;
+for every residue, glycine included, so it reveals nothing of the residue type). The
+environment then shows where the side chain points and which way the chain runs without
+fixing any axes: the invariant that lets a rotation-invariant network use what the
+oriented variant gives a CNN. Its own Cα, always at the centre, is left out.
+
 :func:`residue_atoms` turns a structure into flat arrays once; :func:`environment` cuts
 one residue's environment out of them. Training (:mod:`cathnet.tasks`) and prediction use
 the same two functions, so both see identical environments.
@@ -23,8 +30,9 @@ import numpy as np
 from cathnet.structure import Structure
 
 __all__ = [
-    "AMINO_ACIDS", "ONE_LETTER", "ENV_CHANNELS", "RADIUS", "Environment", "ResidueAtoms",
-    "backbone_frame", "environment", "pad_environments", "residue_atoms", "residue_environments",
+    "AMINO_ACIDS", "ONE_LETTER", "ENV_CHANNELS", "BACKBONE_CHANNELS", "RADIUS", "Environment", "ResidueAtoms",
+    "backbone_frame", "channel_names", "environment", "pad_environments", "residue_atoms", "residue_environments",
+    "virtual_cb",
 ]
 
 #: the 20 standard amino acids, in the order of their one-letter codes
@@ -34,6 +42,7 @@ AMINO_ACIDS = (
 )
 ONE_LETTER = "ACDEFGHIKLMNPQRSTVWY"
 ENV_CHANNELS = ("C", "N", "O", "S")
+BACKBONE_CHANNELS = ("own N", "own C", "own O", "virtual CB")
 BACKBONE = ("N", "CA", "C", "O")
 RADIUS = 12.0
 _ELEMENT_CHANNEL = {"C": 0, "N": 1, "O": 2, "S": 3, "SE": 3}  # selenomethionine's Se as S
@@ -54,16 +63,18 @@ class ResidueAtoms:
     ca: np.ndarray        # (R,) int64
     n: np.ndarray         # (R,) int64
     c: np.ndarray         # (R,) int64
+    o: np.ndarray         # (R,) int64
     labels: np.ndarray    # (R,) int8, index into AMINO_ACIDS, -1 for a non-standard residue
     chain: np.ndarray     # (R,) str
     resnum: np.ndarray    # (R,) int32
     icode: np.ndarray     # (R,) str
     native: np.ndarray    # (R,) str, residue name as in the file
 
-    def usable(self, oriented: bool = False) -> np.ndarray:
-        """Residues that have an environment: a Cα (and N and C when ``oriented``)."""
+    def usable(self, needs_frame: bool = False) -> np.ndarray:
+        """Residues that have an environment: a Cα (and N and C when ``needs_frame``:
+        oriented environments or backbone channels)."""
         ok = self.ca >= 0
-        return ok & (self.n >= 0) & (self.c >= 0) if oriented else ok
+        return ok & (self.n >= 0) & (self.c >= 0) if needs_frame else ok
 
 
 def residue_atoms(structure: Structure) -> ResidueAtoms:
@@ -87,7 +98,7 @@ def residue_atoms(structure: Structure) -> ResidueAtoms:
     lookup = {name: i for i, name in enumerate(AMINO_ACIDS)}
     return ResidueAtoms(
         coords=structure.coords[keep].astype(np.float32), channels=channel[keep].astype(np.uint8),
-        residue=residue, backbone=np.isin(names, BACKBONE), ca=first("CA"), n=first("N"), c=first("C"),
+        residue=residue, backbone=np.isin(names, BACKBONE), ca=first("CA"), n=first("N"), c=first("C"), o=first("O"),
         labels=np.array([lookup.get(r, -1) for r in res_name], dtype=np.int8),
         chain=structure.chain[first_atom], resnum=structure.res_num[first_atom].astype(np.int32),
         icode=structure.icode[first_atom], native=res_name,
@@ -104,24 +115,42 @@ def backbone_frame(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.stack([x, np.cross(z, x), z])
 
 
+def virtual_cb(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Ideal Cβ position from the backbone N, Cα, C (the usual tetrahedral construction)."""
+    b, cc = ca - n, c - ca
+    return -0.58273431 * np.cross(b, cc) + 0.56802827 * b - 0.54067466 * cc + ca
+
+
+def channel_names(backbone_channels: bool = False) -> tuple[str, ...]:
+    """Input channels of an environment grid."""
+    return ENV_CHANNELS + BACKBONE_CHANNELS if backbone_channels else ENV_CHANNELS
+
+
 def environment(
     coords: np.ndarray, channels: np.ndarray, residue: np.ndarray, backbone: np.ndarray,
-    r: int, ca: int, n: int = -1, c: int = -1, *, radius: float = RADIUS, oriented: bool = False,
-    candidates: np.ndarray | None = None,
+    r: int, ca: int, n: int = -1, c: int = -1, o: int = -1, *, radius: float = RADIUS, oriented: bool = False,
+    backbone_channels: bool = False, candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates (K, 3) float32 relative to the Cα (rotated into the backbone frame when
     ``oriented``) and channels (K,) of residue ``r``'s environment, given the atom arrays of
-    its structure and the rows of its CA (and N, C) atoms. ``candidates``: sorted atom rows
-    that include every atom within ``radius`` (e.g. from a k-d tree), to skip the others;
-    the result is the same."""
+    its structure and the rows of its CA (and N, C, O) atoms. ``candidates``: sorted atom
+    rows that include every atom within ``radius`` (e.g. from a k-d tree), to skip the
+    others; the result is the same."""
     centre = coords[ca].astype(np.float64)
     rows = slice(None) if candidates is None else candidates
     rel = coords[rows].astype(np.float64) - centre
-    keep = (np.einsum("ij,ij->i", rel, rel) <= radius * radius) & ((residue[rows] != r) | backbone[rows])
-    rel = rel[keep]
+    other = residue[rows] != r
+    keep = (np.einsum("ij,ij->i", rel, rel) <= radius * radius) & (other | (backbone[rows] & (not backbone_channels)))
+    rel, ch = rel[keep], channels[rows][keep]
+    if oriented or backbone_channels:
+        N, C = coords[n].astype(np.float64), coords[c].astype(np.float64)
+    if backbone_channels:
+        own = [N, C] + ([coords[o].astype(np.float64)] if o >= 0 else []) + [virtual_cb(N, centre, C)]
+        rel = np.concatenate([rel, np.stack(own) - centre])
+        ch = np.concatenate([ch, np.array([4, 5] + ([6] if o >= 0 else []) + [7], dtype=ch.dtype)])
     if oriented:
-        rel = rel @ backbone_frame(coords[n].astype(np.float64), centre, coords[c].astype(np.float64)).T
-    return rel.astype(np.float32), channels[rows][keep]
+        rel = rel @ backbone_frame(N, centre, C).T
+    return rel.astype(np.float32), ch
 
 
 def pad_environments(envs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,13 +177,16 @@ class Environment:
     channels: np.ndarray  # (M,) int64 index into ENV_CHANNELS
 
 
-def residue_environments(structure: Structure, *, radius: float = RADIUS, oriented: bool = False) -> list[Environment]:
-    """One :class:`Environment` per residue with a Cα (oriented ones also need N and C)."""
+def residue_environments(
+    structure: Structure, *, radius: float = RADIUS, oriented: bool = False, backbone_channels: bool = False,
+) -> list[Environment]:
+    """One :class:`Environment` per residue with a Cα (with ``oriented`` or
+    ``backbone_channels`` also N and C)."""
     a = residue_atoms(structure)
     out = []
-    for r in np.flatnonzero(a.usable(oriented)):
-        xyz, ch = environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r],
-                              radius=radius, oriented=oriented)
+    for r in np.flatnonzero(a.usable(oriented or backbone_channels)):
+        xyz, ch = environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r], a.o[r],
+                              radius=radius, oriented=oriented, backbone_channels=backbone_channels)
         out.append(Environment(
             chain=str(a.chain[r]), resnum=int(a.resnum[r]), icode=str(a.icode[r]), native=str(a.native[r]),
             label=int(a.labels[r]), coords=xyz, channels=ch.astype(np.int64),

@@ -61,11 +61,12 @@ def evaluate(
     dev = resolve_device(device)
     model, meta = load_model(checkpoint, dev)
     inp = meta["input"]
-    task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"))
+    task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
+                     backbone_channels=inp.get("backbone_channels"))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
-    if info["input"] != {k: meta["input"][k] for k in info["input"]}:
+    if info["input"] != {k: meta["input"].get(k, False if k == "backbone_channels" else None) for k in info["input"]}:
         raise TrainError(f"{data}: input {info['input']} differs from the model's {meta['input']}")
     splits = list(meta["data"]["test_splits"] if splits is None else splits)
     items = task.items(splits)

@@ -68,7 +68,7 @@ class FilePrediction:
 
     file: str
     residues: list[ResiduePrediction] = field(default_factory=list)
-    skipped: int = 0  # residues without the atoms an environment needs (Cα; N and C if oriented)
+    skipped: int = 0  # residues without the atoms an environment needs (Cα; N and C for frames)
     error: str | None = None
 
     @property
@@ -89,6 +89,8 @@ class PropensityModel:
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
+        self.backbone_channels = bool(inp.get("backbone_channels", False))
+        self.needs_frame = self.oriented or self.backbone_channels
         self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
         self.n_channels = inp["n_channels"]
         if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
@@ -117,12 +119,13 @@ class PropensityModel:
     def environments(self, structure: Structure) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """The residue table of ``structure``, the rows that have an environment, and their environments."""
         a = residue_atoms(structure)
-        rows = np.flatnonzero(a.usable(self.oriented))
+        rows = np.flatnonzero(a.usable(self.needs_frame))
         if len(rows) == 0:
             return a, rows, []
         near = cKDTree(a.coords).query_ball_point(a.coords[a.ca[rows]], self.radius + 1e-3)
-        envs = [environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r],
-                            radius=self.radius, oriented=self.oriented, candidates=np.sort(np.asarray(idx, np.int64)))
+        envs = [environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r], a.o[r],
+                            radius=self.radius, oriented=self.oriented, backbone_channels=self.backbone_channels,
+                            candidates=np.sort(np.asarray(idx, np.int64)))
                 for r, idx in zip(rows, near)]
         return a, rows, envs
 
@@ -159,7 +162,7 @@ class PropensityModel:
             structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
         a, rows, envs = self.environments(structure)
         if len(rows) == 0:
-            raise StructureError(label, "no residue with a Cα" + (", N and C" if self.oriented else ""))
+            raise StructureError(label, "no residue with a Cα" + (", N and C" if self.needs_frame else ""))
         out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)))
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo: lo + batch_size]

@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cathnet.data import CathData, EnvironmentData
-from cathnet.environments import AMINO_ACIDS, ENV_CHANNELS, ONE_LETTER, RADIUS, pad_environments
+from cathnet.data import CathData, DatasetError, EnvironmentData
+from cathnet.environments import AMINO_ACIDS, ONE_LETTER, RADIUS, channel_names, pad_environments
 
 __all__ = ["TrainError", "Batch", "Voxels", "CathTask", "AminoAcidTask", "TASKS", "make_task"]
 
@@ -92,16 +92,20 @@ class AminoAcidTask:
     """Amino-acid propensity: one grid per residue, centred on its Cα, holding the C/N/O/S
     atoms within ``radius`` minus its own side chain; label = its amino acid. ``oriented``
     puts each environment in its backbone frame (as Boomsma & Frellsen), otherwise it keeps
-    the structure's axes. Environments are cut out batch by batch from the atoms, so memory
+    the structure's axes; ``backbone_channels`` gives the residue's own N, C, O and virtual
+    Cβ channels of their own (:mod:`cathnet.environments`). Environments are cut out batch by batch from the atoms, so memory
     stays at the size of the atom arrays whatever the number of residues."""
 
     name = "aa"
     voxels = Voxels(16, 1.5, 0.75)  # 24 Å box around the 12 Å sphere
 
-    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS):
+    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False):
         self.data = EnvironmentData(data)
-        self.oriented, self.radius = oriented, radius
-        self.in_channels = len(ENV_CHANNELS)
+        self.oriented, self.radius, self.backbone_channels = oriented, radius, backbone_channels
+        if backbone_channels and self.data.res_o is None:
+            raise DatasetError(f"{data}: built before backbone channels existed; rebuild it with --atoms environment")
+        self.channel_names = channel_names(backbone_channels)
+        self.in_channels = len(self.channel_names)
         self.n_classes = len(AMINO_ACIDS)
         self.labels = self.data.res_labels
         self.n_splits = self.data.n_splits
@@ -111,10 +115,11 @@ class AminoAcidTask:
         return self.data.sha256
 
     def items(self, splits) -> np.ndarray:
-        return self.data.residues(splits, oriented=self.oriented)
+        return self.data.residues(splits, needs_frame=self.oriented or self.backbone_channels)
 
     def batch(self, items: np.ndarray) -> Batch:
-        envs = [self.data.residue_environment(r, radius=self.radius, oriented=self.oriented) for r in items]
+        envs = [self.data.residue_environment(r, radius=self.radius, oriented=self.oriented,
+                                              backbone_channels=self.backbone_channels) for r in items]
         return _batch(envs, self.labels[items], centred=True)
 
     def metadata(self) -> dict:
@@ -122,8 +127,8 @@ class AminoAcidTask:
         return {
             "task": self.name,
             "input": {
-                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels, "channels": list(ENV_CHANNELS),
-                "radius": self.radius, "oriented": self.oriented,
+                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels, "channels": list(self.channel_names),
+                "radius": self.radius, "oriented": self.oriented, "backbone_channels": self.backbone_channels,
             },
             "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits,
@@ -135,9 +140,10 @@ TASKS = {"cath": CathTask, "aa": AminoAcidTask}
 
 
 def make_task(name: str, data: str | Path, **options):
-    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``aa``: ``oriented``, ``radius``)."""
+    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``aa``:
+    ``oriented``, ``radius``, ``backbone_channels``)."""
     if name not in TASKS:
         raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
-    if name == "cath" and options.get("oriented"):
-        raise TrainError("--oriented only applies to --task aa")
+    if name == "cath" and (options.get("oriented") or options.get("backbone_channels")):
+        raise TrainError("--oriented and --backbone-channels only apply to --task aa")
     return TASKS[name](data, **({k: v for k, v in options.items() if v is not None} if name == "aa" else {}))

@@ -73,7 +73,7 @@ _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchroni
 _RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "epoch_size", "val_size", "balance",
+    "oriented", "backbone_channels", "epoch_size", "val_size", "balance",
 )
 
 
@@ -102,6 +102,7 @@ class TrainConfig:
     voxel_size: float | None = None
     sigma: float | None = None
     oriented: bool = False  # aa: environments in the residue's backbone frame
+    backbone_channels: bool = False  # aa: own N, C, O and virtual Cβ in channels of their own
     epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
     val_size: int | None = None  # validate on a fixed seeded subset of this many items
     balance: bool = False  # draw training items with class-balanced probabilities
@@ -208,7 +209,7 @@ class _Run:
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.out = Path(config.out)
-        self.task = make_task(config.task, config.data, oriented=config.oriented)
+        self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels)
         self.voxels = self._voxels()
         self._split_items()
         if config.model not in networks.NETWORKS:

@@ -8,7 +8,8 @@
 #   3. put the local CPU torch wheel (/opt/wheels/torch-*-cp311-*.whl) into docker/wheels/;
 #   4. docker build;
 #   5. `docker run IMAGE predict` on examples/*.pdb (else tests/data/cath/1fd3A00.pdb) with
-#      -f json, checks the JSON and that the container does not run as root.
+#      -f json, and `predict --task aa` on the first of them (when models/aa-propensity.json
+#      exists); checks the JSON and that the container does not run as root.
 # Prints the time of every step. Run as root from anywhere: scripts/docker_smoke.sh
 #
 # Environment:
@@ -180,6 +181,20 @@ print(f"ok: {len(out)} prediction(s): " + ", ".join(f"{p['file']} -> {p['archite
 EOF
 }
 step "docker run predict" run_predict
+
+run_predict_aa() {  # the amino-acid model, when released
+    if [ ! -f "$REPO/models/aa-propensity.json" ]; then echo "models/aa-propensity.json not there: skipped"; return; fi
+    docker run --rm "${MOUNTS[@]}" "$IMAGE" predict --task aa "/data/$(basename "${inputs[0]}")" -f json --no-progress >"$WORK/aa.json"
+    python3 - "$WORK/aa.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert rows and all({"chain", "resnum", "icode", "native", "predicted", "probabilities", "log_odds"} <= set(r) for r in rows)
+assert all(len(r["probabilities"]) == 20 for r in rows)
+hits = sum(r["predicted"] == r["native"] for r in rows)
+print(f"ok: {len(rows)} residues of {rows[0]['file']}, top-1 = native for {hits / len(rows):.1%}")
+EOF
+}
+step "docker run predict --task aa" run_predict_aa
 
 check_user() {
     local uid

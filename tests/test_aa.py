@@ -73,7 +73,7 @@ def test_cath_datasets_are_refused(tmp_path):
     path = build_fixture_dataset(tmp_path / "ca.npz")
     with pytest.raises(DatasetError, match="--atoms environment"):
         AminoAcidTask(path)
-    with pytest.raises(TrainError, match="--oriented only applies"):
+    with pytest.raises(TrainError, match="only apply to --task aa"):
         make_task("cath", path, oriented=True)
 
 
@@ -178,23 +178,49 @@ def test_ddp_two_processes_match_one_process_on_the_aa_task(data, tmp_path):
         assert m1["val_loss"] == pytest.approx(m2["val_loss"], rel=1e-5) and m1["val_acc"] == m2["val_acc"]
 
 
-def test_oriented_dataset_environments_match_the_structure(data):
+@pytest.mark.parametrize("oriented,backbone_channels", [(True, False), (False, True), (True, True)])
+def test_framed_dataset_environments_match_the_structure(data, oriented, backbone_channels):
     d = EnvironmentData(data)
     i = int(np.flatnonzero(d.ids == PDBS[7].stem)[0])
-    envs = [e for e in residue_environments(read_structure(PDBS[7]), oriented=True) if e.label >= 0]
-    mine = [r for r in d.residues(range(N_SPLITS), oriented=True) if d.res_domain[r] == i]
+    options = dict(oriented=oriented, backbone_channels=backbone_channels)
+    envs = [e for e in residue_environments(read_structure(PDBS[7]), **options) if e.label >= 0]
+    mine = [r for r in d.residues(range(N_SPLITS), needs_frame=True) if d.res_domain[r] == i]
     assert len(envs) == len(mine) > 0
     for e, r in list(zip(envs, mine))[::5]:
-        xyz, ch = d.residue_environment(r, radius=12.0, oriented=True)
+        xyz, ch = d.residue_environment(r, radius=12.0, **options)
         np.testing.assert_allclose(xyz, e.coords, atol=1e-5)
         np.testing.assert_array_equal(ch, e.channels)
 
 
-def test_prediction_environments_equal_the_training_ones(trained):
-    model = load_model(trained)
+def test_backbone_channels_show_the_own_backbone_and_a_virtual_cb():
+    s = read_structure("tests/data/1ejg.pdb")
+    plain = {e.resnum: e for e in residue_environments(s)}
+    framed = {e.resnum: e for e in residue_environments(s, backbone_channels=True)}
+    e, p = framed[13], plain[13]  # ARG 13
+    own = {int(c): xyz for xyz, c in zip(e.coords, e.channels) if c >= 4}
+    assert sorted(own) == [4, 5, 6, 7]  # own N, C, O, virtual Cβ, one each
+    i = (s.res_num == 13)
+    ref = {name: s.coords[i & (s.atom_name == name)][0] - s.coords[i & (s.atom_name == "CA")][0] for name in ("N", "C", "O", "CB")}
+    for ch, name in ((4, "N"), (5, "C"), (6, "O")):
+        np.testing.assert_allclose(own[ch], ref[name], atol=1e-4)
+    assert np.linalg.norm(own[7] - ref["CB"]) < 0.3 and abs(np.linalg.norm(own[7]) - 1.53) < 0.05
+    # the other atoms are those of the plain environment minus the own backbone
+    others = e.coords[e.channels < 4]
+    assert len(others) == len(p.coords) - 4 and not (np.linalg.norm(others, axis=1) < 1e-6).any()
+    gly = next(e for e in residue_environments(s, backbone_channels=True) if e.native == "GLY")
+    assert (gly.channels == 7).sum() == 1  # glycine gets the same virtual Cβ: no label leak
+
+
+@pytest.mark.parametrize("backbone_channels", [False, True])
+def test_prediction_environments_equal_the_training_ones(trained, backbone_channels):
+    from cathnet.propensity import PropensityModel
+
+    meta = json.loads((trained / "best.json").read_text())
+    meta["input"]["backbone_channels"] = backbone_channels
+    model = PropensityModel(load_model(trained).network, meta)
     s = read_structure(PDBS[11])
     _, _, envs = model.environments(s)  # k-d tree candidates
-    ref = residue_environments(s)  # every atom
+    ref = residue_environments(s, backbone_channels=backbone_channels)  # every atom
     assert len(envs) == len(ref)
     for (xyz, ch), e in zip(envs, ref):
         np.testing.assert_array_equal(xyz, e.coords)

@@ -49,6 +49,7 @@ def train(
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the network constructor (JSON value), repeatable."),
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
+    backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
@@ -80,8 +81,8 @@ def train(
         raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
-    if oriented and task is not Task.aa:
-        raise typer.BadParameter("environments are oriented for --task aa only", param_hint="--oriented")
+    if (oriented or backbone_channels) and task is not Task.aa:
+        raise typer.BadParameter("--oriented and --backbone-channels apply to --task aa only", param_hint="--task")
     if oriented and augment:
         raise typer.BadParameter("--augment would rotate the environments out of their backbone frame", param_hint="--oriented")
     config = TrainConfig(
@@ -89,7 +90,7 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
-        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, epoch_size=epoch_size,
+        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels, epoch_size=epoch_size,
         val_size=val_size, balance=balance, device=device, seed=seed,
         resume=resume, progress=progress,
     )
