@@ -36,6 +36,7 @@ import torch
 from cathnet.checkpoint import CheckpointError
 from cathnet.fileio import atomic_write, write_json
 from cathnet.predict import ArchitectureModel, load_model
+from cathnet.propensity import PropensityModel
 from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS
 from cathnet.voxel import TRUNCATE
 
@@ -65,13 +66,13 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _resolve(model_or_name) -> ArchitectureModel:
-    if isinstance(model_or_name, ArchitectureModel):
+def _resolve(model_or_name) -> ArchitectureModel | PropensityModel:
+    if isinstance(model_or_name, (ArchitectureModel, PropensityModel)):
         return model_or_name
     try:
         return load_model(model_or_name, device="cpu")
     except KeyError as exc:  # metadata without input/classes
-        raise CheckpointError(f"{model_or_name}: not an architecture model (metadata lacks {exc})") from None
+        raise CheckpointError(f"{model_or_name}: not a cathnet model (metadata lacks {exc})") from None
 
 
 def _network(model: ArchitectureModel) -> torch.nn.Module:
@@ -95,7 +96,10 @@ def _example(model: ArchitectureModel, batch: int, seed: int) -> torch.Tensor:
 
 def _description(model: ArchitectureModel, fmt: str, extra: dict) -> dict:
     """The usage description embedded in the exported file and written to the sidecar."""
-    inp = dict(model.meta["input"])
+    inp, classes = dict(model.meta["input"]), model.meta["classes"]
+    if model.meta.get("task") == "aa":
+        inp["environment"] = ("C/N/O/S atoms within radius of the residue's Ca, its own side chain removed; see "
+                              "cathnet.environments (backbone_channels: own N, C, O and a virtual Cb in channels 4-7)")
     inp.setdefault("truncate", TRUNCATE)
     inp.setdefault("centre", "mean atom position")
     return {
@@ -103,14 +107,14 @@ def _description(model: ArchitectureModel, fmt: str, extra: dict) -> dict:
         "export": {"format": fmt, **extra, "torch": torch.__version__},
         "input": {
             "name": INPUT_NAME, "shape": ["batch", model.n_channels, model.grid_size, model.grid_size, model.grid_size],
-            "dtype": "float32", "layout": "(batch, channel, x, y, z)", "channels": _CHANNELS.get(model.selection),
+            "dtype": "float32", "layout": "(batch, channel, x, y, z)", "channels": inp.get("channels") or _CHANNELS.get(inp["atoms"]),
             "density": "each atom adds exp(-|p - x|^2 / 2 sigma^2) over voxel centres p within truncate*sigma per axis, "
                        "normalised to sum 1; voxel (i,j,k) is centred at centre + ((i,j,k) - (N-1)/2) * voxel_size",
             **inp,
         },
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(model.codes)], "dtype": "float32",
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classes["codes"])], "dtype": "float32",
                    "meaning": "logits over classes.codes; softmax along axis 1 gives probabilities"},
-        "classes": {"codes": model.codes, "names": model.names},
+        "classes": {"codes": classes["codes"], "names": classes["names"]},
     }
 
 
@@ -174,7 +178,8 @@ def export_onnx(model_or_name, path: str | os.PathLike, *, opset: int = ONNX_OPS
         raise ExportError(f"ONNX export failed: {' '.join(str(exc).split())[:300]}") from exc
     description = _description(model, "onnx", {"opset": opset, "onnx": onnx.__version__})
     proto = onnx.load_from_string(buf.getvalue())
-    proto.doc_string = f"cathnet {model.meta.get('network', {}).get('name', '')} CATH architecture classifier"
+    what = "amino-acid propensity network" if model.meta.get("task") == "aa" else "CATH architecture classifier"
+    proto.doc_string = f"cathnet {model.meta.get('network', {}).get('name', '')} {what}"
     entry = proto.metadata_props.add()
     entry.key, entry.value = "cathnet", json.dumps(description)
     onnx.checker.check_model(proto)

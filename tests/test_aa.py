@@ -297,3 +297,14 @@ def test_cli_dataset_train_evaluate_for_the_aa_task(tmp_path):
                               "-o", str(tmp_path / "eval.json")])
     assert res.exit_code == 0, res.output
     assert "top-3" in res.output and json.loads((tmp_path / "eval.json").read_text())["n"] == 20
+
+
+def test_export_of_an_aa_model(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from cathnet.export import export_onnx, sidecar_path
+
+    out = tmp_path / "aa.onnx"
+    export_onnx(trained, out)
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["input"]["channels"] == ["C", "N", "O", "S"] and side["input"]["centre"] == "CA"
+    assert side["classes"]["names"] == list(AMINO_ACIDS) and side["output"]["shape"] == ["batch", 20]
