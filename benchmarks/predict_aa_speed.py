@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-POOL_TAR = Path("/work/shared/data/cath10/pool.tar.xz")
-DEFAULT_POOL = Path("/tmp/pool")
+from pool import HELP, pool_files
+
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="aa-propensity")
-    parser.add_argument("--pool", type=Path, default=None, help=f"folder with pdb/*.pdb (default {DEFAULT_POOL}, else unpack {POOL_TAR})")
+    parser.add_argument("--pool", type=Path, default=None, help=HELP)
     parser.add_argument("--files", default="1,20,100", help="comma-separated numbers of files (default 1,20,100)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
@@ -46,15 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     console = Console(width=max(Console().width, 110))
     with tempfile.TemporaryDirectory() as tmp:
-        pool = args.pool or (DEFAULT_POOL if (DEFAULT_POOL / "pdb").is_dir() else None)
-        if pool is None:
-            console.print(f"unpacking {POOL_TAR} ...")
-            with tarfile.open(POOL_TAR) as tar:
-                tar.extractall(tmp, filter="data")
-            pool = Path(tmp)
-        files = sorted((pool / "pdb").glob("*.pdb"))
-        if not files:
-            sys.exit(f"error: no pdb/*.pdb files in {pool}")
+        _, files = pool_files(args.pool, tmp, console.print)
         model = load_model(args.model)
         meta = model.meta
         console.print(

@@ -37,20 +37,19 @@ import platform
 import resource
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-POOL_TAR = Path("/work/shared/data/cath10/pool.tar.xz")
-DEFAULT_POOL = Path("/tmp/pool")
+from pool import HELP, pool_files
+
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cath-arch", help="released model name or path (default cath-arch)")
     parser.add_argument("--pool", type=Path, default=None,
-                        help=f"folder with pdb/*.pdb (default {DEFAULT_POOL}, else unpack {POOL_TAR})")
+                        help=HELP)
     parser.add_argument("--batch-size", type=int, default=16, help="predict_many batch size (default 16)")
     parser.add_argument("--threads", type=int, default=1, help="torch (and BLAS) threads; 0: library defaults (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per size; the median is reported (default 3)")
@@ -89,15 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     rss_start = peak_rss_mib()
 
     with tempfile.TemporaryDirectory() as tmp:
-        pool = args.pool or (DEFAULT_POOL if (DEFAULT_POOL / "pdb").is_dir() else None)
-        if pool is None:
-            console.print(f"unpacking {POOL_TAR} ...")
-            with tarfile.open(POOL_TAR) as tar:
-                tar.extractall(tmp, filter="data")
-            pool = Path(tmp)
-        files = sorted((pool / "pdb").glob("*.pdb"))
-        if not files:
-            sys.exit(f"error: no pdb/*.pdb files in {pool}")
+        pool, files = pool_files(args.pool, tmp, console.print)
 
         t0 = time.perf_counter()
         model = load_model(args.model)

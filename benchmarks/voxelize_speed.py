@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import tarfile
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -21,8 +20,8 @@ import numpy as np
 
 from cathnet.structure import read_structure, select_atoms
 from cathnet.voxel import voxelize, voxelize_dense
+from pool import HELP, pool_files
 
-POOL_TAR = Path("/work/shared/data/cath10/pool.tar.xz")
 
 
 def parse_and_voxelize(path: str, selection: str) -> int:
@@ -46,7 +45,7 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, default=None, help="folder with pdb/*.pdb (default /tmp/pool, else unpack the pool tar)")
+    parser.add_argument("--pool", type=Path, default=None, help=HELP)
     parser.add_argument("--n", type=int, default=500, help="domains to parse and voxelize")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -55,13 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        pool = args.pool or (Path("/tmp/pool") if Path("/tmp/pool/pdb").is_dir() else None)
-        if pool is None:
-            print(f"unpacking {POOL_TAR} ...")
-            with tarfile.open(POOL_TAR) as tar:
-                tar.extractall(tmp, filter="data")
-            pool = Path(tmp)
-        paths = [str(p) for p in sorted((pool / "pdb").glob("*.pdb"))[: args.n]]
+        pool, files = pool_files(args.pool, tmp)
+        paths = [str(p) for p in files[: args.n]]
         n = len(paths)
         print(f"{n} domains from {pool}, selection {args.selection}, grid 50³ × 2 Å, σ 1 Å, median of {args.repeats}")
 

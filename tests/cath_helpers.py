@@ -29,6 +29,18 @@ def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
     return replace(base, **changes)
 
 
+def run_ddp(config: TrainConfig, world: int = 2) -> None:
+    """Train ``config`` with ``world`` gloo processes on a free local port."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(ddp_worker, args=(world, port, config), nprocs=world)
+
+
 def ddp_worker(rank: int, world: int, port: int, config: TrainConfig) -> None:
     """torch.multiprocessing.spawn target: one gloo process of a CPU DDP run."""
     torch.set_num_threads(1)

@@ -156,20 +156,14 @@ def test_multi_chain_files_insertion_codes_and_structures(trained):
 
 
 def test_ddp_two_processes_match_one_process_on_the_aa_task(data, tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
     from safetensors.torch import load_file
 
-    from cath_helpers import ddp_worker
+    from cath_helpers import run_ddp
 
     config = aa_config(data, tmp_path / "one", model="cnn-env", epochs=2,
                        model_kwargs={"widths": [4, 8], "depth": 1, "head": 8, "norm": "group", "dropout": 0.0})
     train(config)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(ddp_worker, args=(2, port, replace(config, out=str(tmp_path / "two"))), nprocs=2)
+    run_ddp(replace(config, out=str(tmp_path / "two")))
     a, b = load_file(tmp_path / "one" / "epoch-0002.safetensors"), load_file(tmp_path / "two" / "epoch-0002.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)

@@ -1,15 +1,13 @@
 import json
-import socket
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cath_helpers import build_fixture_dataset, ddp_worker, tiny_config
+from cath_helpers import build_fixture_dataset, run_ddp, tiny_config
 from cathnet import networks
 from cathnet.checkpoint import load_model
 from cathnet.cli import app
@@ -75,10 +73,7 @@ def test_ddp_two_gloo_processes_match_one_process(dataset, tmp_path):
     # batch statistics and dropout differ per process by design: use group norm, no dropout
     config = tiny_config(dataset, tmp_path / "one", model_kwargs={"widths": [8, 16, 16, 16], "norm": "group", "dropout": 0.0})
     train(config)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(ddp_worker, args=(2, port, replace(config, out=str(tmp_path / "two"))), nprocs=2)
+    run_ddp(replace(config, out=str(tmp_path / "two")))
     a, b = load_file(tmp_path / "one" / "epoch-0002.safetensors"), load_file(tmp_path / "two" / "epoch-0002.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)

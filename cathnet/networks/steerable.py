@@ -84,7 +84,17 @@ class _Head(nn.Module):
         return self.classifier(self.pool(self.conv(x)))
 
 
-class SE3ResNet(nn.Module):
+class _Invariant(nn.Module):
+    """``features`` (equivariant stack) → ``head`` (invariant logits)."""
+
+    features: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SE3ResNet(_Invariant):
     """The paper's steerable ResNet34 for CATH (supplement, Table 4): a gated stem, four
     stages of residual blocks (3, 4, 6, 2 blocks of types (2,2,2,2), (4,4,4,4), (8,8,8,8),
     (16,16,16,16)), strided at the start of stages 2-4 (50 → 25 → 13 → 7), then a conv to
@@ -116,11 +126,8 @@ class SE3ResNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = _Head(t, head_scalars, n_classes, kernel_size, head_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
-
-class SE3Compact(nn.Module):
+class SE3Compact(_Invariant):
     """A steerable network sized for CPU training: it leaves 50³ at once (4³ stride-2
     conv, 50 → 25), steps to 13³ and 7³ with 3³ strided convs and does its work there with
     few, wide gated layers of orders 0-2, then a conv to scalars, global pooling and a
@@ -155,11 +162,8 @@ class SE3Compact(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = _Head(t, head_scalars, n_classes, 3, head_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
-
-class SE3Environment(nn.Module):
+class SE3Environment(_Invariant):
     """A steerable network for residue environments (amino-acid task, 16³ × 1.5 Å): a
     stride-2 gated conv leaves the fine grid at once (16 → 8), ``depth`` gated convs per
     stage, a stride-2 step to the next stage (8 → 4), then a conv to scalars, global
@@ -191,9 +195,6 @@ class SE3Environment(nn.Module):
             t = t_out
         self.features = nn.Sequential(*layers)
         self.head = _Head(t, head_scalars, n_classes, 3, head_dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:
