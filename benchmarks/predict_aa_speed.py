@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         timers = {"net": 0.0, "vox": 0.0}
         probabilities, voxelize = model.probabilities, propensity.voxelize_batch
 
-        def timed_probabilities(envs):
+        def timed_probabilities(envs, rotations=None):
             t = time.perf_counter()
-            out = probabilities(envs)
+            out = probabilities(envs, rotations)
             timers["net"] += time.perf_counter() - t
             return out
 

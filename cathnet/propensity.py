@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
 from cathnet.structure import Structure, StructureError, read_structure
 from cathnet.voxel import voxelize_batch
@@ -101,20 +102,27 @@ class PropensityModel:
             freq = np.asarray(meta["classes"]["train_frequency"], dtype=np.float64)
         self.log_background = np.log(np.maximum(freq, 1e-6))
 
-    def grids(self, envs: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
+    def grids(self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None) -> torch.Tensor:
         """(B, C, N, N, N) input grids, centred on the Cα, of a list of environments
-        (coordinates relative to the Cα, channels), on the model's device."""
-        coords, channels, mask = pad_environments(envs)
+        (coordinates relative to the Cα, channels), on the model's device; with
+        ``rotations`` (K, 3, 3), (B·K, C, N, N, N): every environment under every rotation."""
+        coords, channels, mask = (torch.from_numpy(a).to(self.device) for a in pad_environments(envs))
+        R = None
+        if rotations is not None:
+            k = len(rotations)
+            coords, channels, mask = (t.repeat_interleave(k, 0) for t in (coords, channels, mask))
+            R = torch.as_tensor(np.asarray(rotations), dtype=torch.float32, device=self.device).repeat(len(envs), 1, 1)
         return voxelize_batch(
-            torch.from_numpy(coords).to(self.device), torch.from_numpy(mask).to(self.device),
-            torch.from_numpy(channels).to(self.device), self.n_channels, grid_size=self.grid_size,
-            voxel_size=self.voxel_size, sigma=self.sigma, center=torch.zeros(len(envs), 3, device=self.device),
+            coords, mask, channels, self.n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
+            sigma=self.sigma, center=torch.zeros(len(coords), 3, device=self.device), rotations=R,
         )
 
     @torch.no_grad()
-    def probabilities(self, envs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """(B, 20) softmax for a list of environments."""
-        return torch.softmax(self.network(self.grids(envs)).float(), dim=1).cpu().numpy()
+    def probabilities(self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None) -> np.ndarray:
+        """(B, 20) softmax for a list of environments; with ``rotations`` (K, 3, 3) the mean
+        softmax over the environment rotated by each (smooths the grid's discretisation)."""
+        p = torch.softmax(self.network(self.grids(envs, rotations)).float(), dim=1).cpu().numpy()
+        return p if rotations is None else p.reshape(len(envs), len(rotations), -1).mean(1)
 
     def environments(self, structure: Structure) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """The residue table of ``structure``, the rows that have an environment, and their environments."""
@@ -130,28 +138,35 @@ class PropensityModel:
         return a, rows, envs
 
     def predict(self, source: str | os.PathLike | Structure, *, chain: str | None = None, residues: str | None = None,
-                batch_size: int = 128) -> list[ResiduePrediction]:
+                rotations: int = 0, seed: int = 0, batch_size: int = 128) -> list[ResiduePrediction]:
         """Predictions for every residue of one file or :class:`Structure` (raises
         :class:`StructureError` for an unreadable file)."""
-        result = next(self.predict_many([source], chain=chain, residues=residues, batch_size=batch_size, raise_errors=True))
+        result = next(self.predict_many([source], chain=chain, residues=residues, rotations=rotations, seed=seed,
+                                        batch_size=batch_size, raise_errors=True))
         return result.residues
 
     def predict_many(
         self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None, residues: str | None = None,
-        batch_size: int = 128, raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
+        rotations: int = 0, seed: int = 0, batch_size: int = 128, raise_errors: bool = False,
+        on_done: Callable[[int], None] | None = None,
     ) -> Iterator[FilePrediction]:
         """One :class:`FilePrediction` per source, in order; a source that fails carries
-        ``error`` (or raises with ``raise_errors``). ``on_done(n)`` counts residues."""
-        for source in sources:
+        ``error`` (or raises with ``raise_errors``). ``rotations`` > 0 averages every
+        residue's probabilities over that many random rotations (seeded per source; not
+        for oriented models, whose frame fixes the pose). ``on_done(n)`` counts residues."""
+        if rotations and self.oriented:
+            raise ValueError("rotation averaging does not apply to a model of oriented environments")
+        for index, source in enumerate(sources):
             label = str(source.path if isinstance(source, Structure) else source)
+            R = so3.random_rotation(rotations, seed=[seed, index]) if rotations > 0 else None
             try:
-                yield self._predict_one(source, label, chain, residues, batch_size, on_done)
+                yield self._predict_one(source, label, chain, residues, R, max(1, batch_size // max(rotations, 1)), on_done)
             except StructureError as exc:
                 if raise_errors:
                     raise
                 yield FilePrediction(label, error=exc.reason)
 
-    def _predict_one(self, source, label, chain, residues, batch_size, on_done) -> FilePrediction:
+    def _predict_one(self, source, label, chain, residues, R, batch_size, on_done) -> FilePrediction:
         if isinstance(source, Structure):
             if residues is not None:
                 raise ValueError("residues= applies to files; subset a Structure with Structure.subset")
@@ -166,7 +181,7 @@ class PropensityModel:
         out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)))
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo: lo + batch_size]
-            probs = self.probabilities(envs[lo: lo + batch_size])
+            probs = self.probabilities(envs[lo: lo + batch_size], R)
             for r, p in zip(chunk, probs):
                 label_r = int(a.labels[r])
                 out.residues.append(ResiduePrediction(

@@ -137,8 +137,11 @@ def test_predict_task_aa_formats_and_errors(trained, tmp_path):
     assert len(lines) == n_res + 1 and len(lines[1].split(",")) == 28
     res = runner.invoke(app, ["predict", "--model", str(trained), "--no-progress", pdb])
     assert res.exit_code == 0 and "top-1 prediction = native residue for" in res.stdout
+    res = runner.invoke(app, ["predict", "--model", str(trained), "--rotations", "3", "-f", "json", "--no-progress", pdb])
+    averaged = json.loads(res.stdout)
+    assert res.exit_code == 0 and len(averaged) == n_res and averaged[0]["probabilities"] != rows[0]["probabilities"]
     # options of the other task are usage errors
-    for args in (["--task", "cath"], ["--rotations", "2"], ["--per-chain"]):
+    for args in (["--task", "cath"], ["--per-chain"]):
         res = runner.invoke(app, ["predict", "--model", str(trained), *args, pdb])
         assert res.exit_code == 2 and "Traceback" not in res.output
 
@@ -255,6 +258,10 @@ def test_oriented_training_does_not_augment(data, tmp_path):
         train(aa_config(data, tmp_path / "o2", model="cnn-env", oriented=True, augment=True))
     r = evaluate(tmp_path / "o", data, splits=[3], rotations=2, device="cpu", max_items=16)
     assert r["rotation"]["n_rotations"] == 0  # rotating a backbone-frame environment is meaningless
+    with pytest.raises(ValueError, match="oriented"):
+        load_model(tmp_path / "o").predict(str(PDBS[0]), rotations=2)
+    res = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "o"), "--rotations", "2", str(PDBS[0])])
+    assert res.exit_code == 2 and "Traceback" not in res.output
 
 
 def test_log_odds_background(trained, tmp_path):

@@ -127,7 +127,7 @@ def predict(
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
     per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain (cath)."),
-    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations and report their agreement (cath)."),
+    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations (cath: and report their agreement; aa: per residue)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
     shard: str = typer.Option(None, "--shard", help="i/n: predict only the i-th of n interleaved parts of the sorted file list."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on standard error."),
@@ -145,14 +145,16 @@ def predict(
     model_task = getattr(net, "task", "cath")
     if task is not None and task.value != model_task:
         raise typer.BadParameter(f"model {model} is a {model_task!r} model, not {task.value!r}", param_hint="--task")
-    if model_task == "aa" and (per_chain or rotations):
-        raise typer.BadParameter("--per-chain and --rotations apply to --task cath only", param_hint="--task aa")
+    if model_task == "aa" and per_chain:
+        raise typer.BadParameter("--per-chain applies to --task cath only (--task aa reports every residue with its chain)", param_hint="--task aa")
+    if model_task == "aa" and rotations and net.oriented:
+        raise typer.BadParameter("the model works in each residue's backbone frame: rotations change nothing", param_hint="--rotations")
     paths, errors = expand_inputs(inputs)
     paths = paths[index::n_shards]
     for item, reason in errors:
         report_error(item, reason)
     if model_task == "aa":
-        failed = _predict_residues(net, paths, fmt, output, batch_size or 128, chain, residues, progress)
+        failed = _predict_residues(net, paths, fmt, output, batch_size or 128, chain, residues, rotations, seed, progress)
         if errors or failed:
             raise typer.Exit(1)
         return
@@ -178,7 +180,7 @@ def predict(
         raise typer.Exit(1)
 
 
-def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, progress) -> bool:
+def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, rotations, seed, progress) -> bool:
     """The --task aa branch; returns whether any file failed."""
     results: list[FilePrediction] = []
     with Progress(
@@ -186,7 +188,7 @@ def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, prog
         TimeRemainingColumn(), console=err_console, transient=True, disable=not progress,
     ) as bar:
         task = bar.add_task("predict", total=len(paths), residues=0)
-        for result in net.predict_many(paths, chain=chain, residues=residues, batch_size=batch_size,
+        for result in net.predict_many(paths, chain=chain, residues=residues, rotations=rotations, seed=seed, batch_size=batch_size,
                                        on_done=lambda n: bar.update(task, residues=bar.tasks[0].fields["residues"] + n)):
             bar.advance(task)
             if result.error is not None:
