@@ -431,11 +431,11 @@ def build_dataset(
         "seconds": round(time.perf_counter() - start, 2),
     }
     if atoms == ENVIRONMENT:
-        res_labels, n_res = extra["res_labels"], np.diff(extra["res_offsets"])
-        res_split = np.repeat(splits, n_res)
+        usable = (extra["res_labels"] >= 0) & (extra["res_ca"] >= 0)
+        res_split = np.repeat(splits, np.diff(extra["res_offsets"]))
         summary["residues"] = {
-            "total": int(len(res_labels)), "standard_with_ca": int(((res_labels >= 0) & (extra["res_ca"] >= 0)).sum()),
-            "per_split": [int(((res_labels >= 0) & (extra["res_ca"] >= 0) & (res_split == s)).sum()) for s in range(n_splits)],
+            "total": int(len(usable)), "standard_with_ca": int(usable.sum()),
+            "per_split": np.bincount(res_split[usable], minlength=n_splits).tolist(),
         }
     summary_path = out.with_suffix(".json")
     write_json(summary_path, summary)
@@ -528,11 +528,8 @@ class EnvironmentData(CathData):
                 raise DatasetError(f"{self.path}: not an environment dataset (missing {', '.join(missing)})")
             for k in self.RES_KEYS:
                 setattr(self, k, z[k])
-        with np.load(self.path, allow_pickle=False) as z:  # absent from datasets built before it was added
-            self.res_o = z["res_o"] if "res_o" in z else None
-        n_res = np.diff(self.res_offsets)
-        self.res_domain = np.repeat(np.arange(len(self), dtype=np.int32), n_res)
-        self.res_splits = self.splits[self.res_domain]
+            self.res_o = z["res_o"] if "res_o" in z else None  # absent from datasets built before it was added
+        self.res_domain = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.res_offsets))
 
     def residues(self, splits: Iterable[int], *, needs_frame: bool = False) -> np.ndarray:
         """Rows of the standard residues in ``splits`` that have a Cα (and N, C when

@@ -4,7 +4,7 @@
 >>> model = cathnet.load_model("aa-propensity")                       # doctest: +SKIP
 >>> r = model.predict("examples/2cc0A00.pdb")[0]                      # doctest: +SKIP
 >>> r.native, r.predicted, round(r.log_odds, 2)                       # doctest: +SKIP
-('ALA', 'ALA', 1.35)
+('ALA', 'GLY', -0.37)
 
 Every residue with a Cα gets the probabilities of the 20 amino acids given its
 environment (:mod:`cathnet.environments`: C/N/O/S atoms within 12 Å of the Cα, its own

@@ -18,6 +18,7 @@ from rich.table import Table
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import check_residue_ranges, err_console, expand_inputs, report_error
+from cathnet.cli.train import Task
 from cathnet.fileio import atomic_write
 from cathnet.environments import AMINO_ACIDS
 from cathnet.predict import DEFAULT_MODELS, Prediction, load_model
@@ -29,11 +30,6 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-class Task(str, Enum):
-    cath = "cath"
-    aa = "aa"
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
