@@ -17,8 +17,8 @@
 # build (several GB): for a CPU image elsewhere point pip at the CPU index,
 #   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 #
-# Models: models/ is copied to /opt/cathnet/models (CATHNET_MODELS); mount another folder
-# there, or pass --model /path/to/model.json, to use other models.
+# Models: the released models ship inside the package (cathnet/models/); to use others, pass
+# --model /path/to/model.json or point CATHNET_MODELS at a mounted folder (-e CATHNET_MODELS=/models).
 
 ARG BASE_IMAGE=cathnet-base:bookworm
 
@@ -48,7 +48,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/build/pyp
         > /tmp/build/requirements.txt \
  && pip install -r /tmp/build/requirements.txt
 
-# 3. cathnet itself (not editable: the source is not kept).
+# 3. cathnet itself with its released models (not editable: the source is not kept).
 COPY cathnet /tmp/build/cathnet
 RUN pip install --no-deps /tmp/build
 
@@ -58,11 +58,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CATHNET_MODELS=/opt/cathnet/models \
     MPLCONFIGDIR=/tmp/matplotlib
 COPY --from=venv /opt/venv /opt/venv
-# The released models (models/NAME.json + NAME.safetensors).
-COPY models /opt/cathnet/models
 
 # Unprivileged user; /data is where the host folder is meant to be mounted.
 ARG USER_UID=10001

@@ -6,13 +6,11 @@ cuts out residue environments) → :mod:`cathnet.voxel` (Gaussian density grids)
 kernel basis) → :mod:`cathnet.nn` (equivariant layers) → :mod:`cathnet.networks` →
 :mod:`cathnet.data` / :mod:`cathnet.tasks` / :mod:`cathnet.train` → :mod:`cathnet.predict`
 (architectures) and :mod:`cathnet.propensity` (amino acids per residue) → :mod:`cathnet.cli`.
+Released models: :mod:`cathnet.models`.
 """
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("cathnet")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+#: The package version; pyproject.toml reads it from here.
+__version__ = "0.1.0"
 
 
 def load_model(name="cath-arch", **kwargs):

@@ -1,4 +1,5 @@
 """``python -m cathnet``: the command-line interface."""
 from cathnet.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -3,11 +3,11 @@ or per-residue amino-acid propensities (``aa-propensity``, :class:`cathnet.prope
 
 >>> import cathnet
 >>> model = cathnet.load_model("cath-arch")                     # doctest: +SKIP
->>> model.predict("examples/1fd3A00.pdb")[0].architecture       # doctest: +SKIP
-'3.30'
+>>> model.predict("examples/2cc0A00.pdb")[0].architecture       # doctest: +SKIP
+'3.20'
 
-Released models live in ``models/`` as ``NAME.safetensors`` + ``NAME.json`` (see
-``models/README.md``); ``$CATHNET_MODELS`` points elsewhere. At load every steerable
+Released models live in :mod:`cathnet.models` as ``NAME.safetensors`` + ``NAME.json`` (see
+its ``README.md``); ``$CATHNET_MODELS`` points elsewhere. At load every steerable
 convolution collapses to a plain ``conv3d`` (weights computed once).
 """
 from __future__ import annotations
@@ -20,25 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cathnet import checkpoint, nn as enn, so3
+from cathnet import checkpoint, so3
+from cathnet import nn as enn
+from cathnet.models import DEFAULT_MODEL, DEFAULT_MODELS, available_models, models_dir
 from cathnet.structure import Structure, StructureError, read_structure, select_atoms
 from cathnet.voxel import voxelize
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
-
-DEFAULT_MODEL = "cath-arch"
-#: the released model used for each task when none is named
-DEFAULT_MODELS = {"cath": "cath-arch", "aa": "aa-propensity"}
-
-
-def models_dir() -> Path:
-    """Where named models are looked up: ``$CATHNET_MODELS`` or the repository's ``models/``."""
-    return Path(os.environ.get("CATHNET_MODELS") or Path(__file__).resolve().parent.parent / "models")
-
-
-def available_models() -> list[str]:
-    """Names of the released models found in :func:`models_dir`."""
-    return sorted(p.stem for p in models_dir().glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
 @dataclass
@@ -109,7 +97,9 @@ class ArchitectureModel:
         x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
         return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
 
-    def _units(self, source, chain: str | None, residues: str | None, per_chain: bool) -> list[tuple[str | None, Structure]]:
+    def _units(
+        self, source, chain: str | None, residues: str | None, per_chain: bool
+    ) -> list[tuple[str | None, Structure]]:
         """(chain, structure) pieces to predict for one file or :class:`Structure`."""
         if isinstance(source, Structure):
             structure = source
@@ -137,7 +127,8 @@ class ArchitectureModel:
 
     def predict_many(
         self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None,
-        residues: str | None = None, per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3, batch_size: int = 16,
+        residues: str | None = None, per_chain: bool = False, rotations: int = 0, seed: int = 0, top: int = 3,
+        batch_size: int = 16,
         raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
     ) -> Iterator[Prediction]:
         """Predictions in input order, batched; a structure that fails yields a
@@ -149,7 +140,9 @@ class ArchitectureModel:
             if not pending:
                 return
             grids = np.concatenate([gs for _, gs in pending])
-            probs = np.concatenate([self.probabilities(grids[i : i + batch_size]) for i in range(0, len(grids), batch_size)])
+            probs = np.concatenate(
+                [self.probabilities(grids[i : i + batch_size]) for i in range(0, len(grids), batch_size)]
+            )
             k = 0
             for pred, gs in pending:
                 p = probs[k : k + len(gs)]
@@ -163,7 +156,8 @@ class ArchitectureModel:
                 rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                 for unit_chain, structure in self._units(source, chain, residues, per_chain):
                     grids, n_atoms, outside = self.grids(structure, rots)
-                    pending.append((Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside), grids))
+                    pred = Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside)
+                    pending.append((pred, grids))
             except StructureError as exc:
                 if raise_errors:
                     raise
@@ -180,7 +174,10 @@ class ArchitectureModel:
         order = np.argsort(-mean, kind="stable")
         best = int(order[0])
         pred.architecture, pred.name, pred.probability = self.codes[best], self.names[best], round(float(mean[best]), 4)
-        pred.top = [{"architecture": self.codes[i], "name": self.names[i], "probability": round(float(mean[i]), 4)} for i in order[:top]]
+        pred.top = [
+            {"architecture": self.codes[i], "name": self.names[i], "probability": round(float(mean[i]), 4)}
+            for i in order[:top]
+        ]
         if len(probs) > 1:
             pred.agreement = round(float((probs.argmax(axis=1) == best).mean()), 4)
 
@@ -200,7 +197,9 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.d
         candidate = models_dir() / str(name)
         if not candidate.with_suffix(".json").exists():
             known = ", ".join(available_models()) or "none"
-            raise checkpoint.CheckpointError(f"unknown model {str(name)!r}; released models: {known} (in {models_dir()})")
+            raise checkpoint.CheckpointError(
+                f"unknown model {str(name)!r}; released models: {known} (in {models_dir()})"
+            )
         path = candidate
     network, meta = checkpoint.load_model(path, device="cpu")
     if collapse:

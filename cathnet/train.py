@@ -21,7 +21,6 @@ writes files.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import math
 import os
@@ -40,7 +39,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from cathnet import networks
+from cathnet import __version__, networks
 from cathnet.checkpoint import (
     CheckpointError,
     cpu_tensors,
@@ -338,7 +337,7 @@ class _Run:
         meta["metrics"] = metrics
         counts = np.bincount(self.task.labels[self.train_items], minlength=self.task.n_classes)
         meta["classes"]["train_frequency"] = (counts / counts.sum()).round(6).tolist()
-        meta["software"] = {"cathnet": importlib.metadata.version("cathnet"), "torch": torch.__version__}
+        meta["software"] = {"cathnet": __version__, "torch": torch.__version__}
         meta["licence"] = "Trained on CATH (http://cathdb.info) data, CC BY 4.0."
         return meta
 

@@ -8,7 +8,7 @@
 #   3. put the local CPU torch wheel (/opt/wheels/torch-*-cp311-*.whl) into docker/wheels/;
 #   4. docker build;
 #   5. `docker run IMAGE predict` on examples/*.pdb (else tests/data/cath/1fd3A00.pdb) with
-#      -f json, and `predict --task aa` on the first of them (when models/aa-propensity.json
+#      -f json, and `predict --task aa` on the first of them (when cathnet/models/aa-propensity.json
 #      exists); checks the JSON and that the container does not run as root.
 # Prints the time of every step. Run as root from anywhere: scripts/docker_smoke.sh
 #
@@ -16,7 +16,7 @@
 #   IMAGE=cathnet:smoke          tag of the image built
 #   BASE_IMAGE=cathnet-base:bookworm
 #   REBUILD_BASE=1               rebuild the base image even if it exists
-#   SMOKE_MODEL=path             model (.json/stem) to use when models/cath-arch.json is not
+#   SMOKE_MODEL=path             model (.json/stem) to use when cathnet/models/cath-arch.json is not
 #                                there yet (default /tmp/run-probe/best if present; else an
 #                                untrained se3-compact is made inside the image: it checks
 #                                the plumbing, not the predictions)
@@ -144,13 +144,13 @@ cp "${inputs[@]}" "$WORK/data/"
 MODEL_ARGS=()
 MOUNTS=(-v "$WORK/data:/data:ro")
 choose_model() {
-    if [ -e "$REPO/models/cath-arch.json" ]; then echo "released model cath-arch"; return; fi
+    if [ -e "$REPO/cathnet/models/cath-arch.json" ]; then echo "released model cath-arch"; return; fi
     local model=${SMOKE_MODEL:-/tmp/run-probe/best}
     model=${model%.json}; model=${model%.safetensors}
     if [ -e "$model.json" ]; then
         cp "$model.json" "$model.safetensors" "$WORK/model/"
         MODEL_ARGS=(--model "/model/$(basename "$model").json")
-        echo "models/cath-arch.json not there yet: using $model"
+        echo "cathnet/models/cath-arch.json not there yet: using $model"
     else
         chmod 777 "$WORK/model"
         docker run --rm -v "$WORK/model:/model" --entrypoint python "$IMAGE" -c '
@@ -160,7 +160,7 @@ codes = ["1.10", "1.20", "2.30", "2.40", "2.60", "3.10", "3.20", "3.30", "3.40",
 checkpoint.save_model("/model/untrained", net, {"input": {"atoms": "ca-ss", "n_channels": 3, "grid_size": 50,
     "voxel_size": 2.0, "sigma": 1.0}, "classes": {"codes": codes, "names": codes}})'
         MODEL_ARGS=(--model /model/untrained.json)
-        echo "models/cath-arch.json not there yet and no SMOKE_MODEL: using an untrained se3-compact"
+        echo "cathnet/models/cath-arch.json not there yet and no SMOKE_MODEL: using an untrained se3-compact"
     fi
     MOUNTS+=(-v "$WORK/model:/model:ro")
 }
@@ -183,7 +183,7 @@ EOF
 step "docker run predict" run_predict
 
 run_predict_aa() {  # the amino-acid model, when released
-    if [ ! -f "$REPO/models/aa-propensity.json" ]; then echo "models/aa-propensity.json not there: skipped"; return; fi
+    if [ ! -f "$REPO/cathnet/models/aa-propensity.json" ]; then echo "cathnet/models/aa-propensity.json not there: skipped"; return; fi
     docker run --rm "${MOUNTS[@]}" "$IMAGE" predict --task aa "/data/$(basename "${inputs[0]}")" -f json --no-progress >"$WORK/aa.json"
     python3 - "$WORK/aa.json" <<'EOF'
 import json, sys

@@ -1,4 +1,4 @@
-"""Release a trained model into models/: copy the best checkpoint and add the evaluation.
+"""Release a trained model into cathnet/models/ (or $CATHNET_MODELS): copy the best checkpoint and add the evaluation.
 
     python scripts/release_model.py MODEL EVAL.json --name cath-arch --command "cathnet train ..." --eval-command "..."
     python scripts/release_model.py RUN/best EVAL.json --name aa-propensity --baseline CNN_EVAL.json ...
@@ -6,7 +6,7 @@
 MODEL is a model stem (``STEM.json`` + ``STEM.safetensors``, e.g. ``RUN_DIR/best`` from
 ``cathnet train``); EVAL.json is the output of ``cathnet evaluate MODEL --data ... -o
 EVAL.json`` on the test splits. Writes
-``models/NAME.safetensors`` and ``models/NAME.json`` (the training metadata plus
+``NAME.safetensors`` and ``NAME.json`` there (the training metadata plus
 ``metrics.test``, ``training.command`` and the evaluation command), then checks that the
 result loads. ``--baseline`` adds another model's evaluation on the same data (e.g. the
 plain CNN of the amino-acid task) to ``metrics.baseline`` for comparison.
@@ -20,9 +20,8 @@ from pathlib import Path
 
 from cathnet.checkpoint import read_json
 from cathnet.fileio import write_json
+from cathnet.models import models_dir
 from cathnet.predict import load_model
-
-MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def main() -> None:
@@ -32,7 +31,8 @@ def main() -> None:
     parser.add_argument("--name", default="cath-arch")
     parser.add_argument("--command", required=True, help="the training command, recorded in the metadata")
     parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
-    parser.add_argument("--baseline", type=Path, action="append", default=[], help="evaluation JSON of a baseline model (repeatable)")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="evaluation JSON of a baseline model (repeatable)")
     args = parser.parse_args()
 
     stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
@@ -40,7 +40,7 @@ def main() -> None:
     evaluation = read_json(args.evaluation)
     if evaluation["data_sha256"] != meta["data"]["sha256"]:
         raise SystemExit(f"{args.evaluation}: evaluated on other data than the model was trained on")
-    weights = MODELS / f"{args.name}.safetensors"
+    weights = models_dir() / f"{args.name}.safetensors"
     shutil.copyfile(stem.with_name(meta["weights"]["file"]), weights)
     if hashlib.sha256(weights.read_bytes()).hexdigest() != meta["weights"]["sha256"]:
         raise SystemExit(f"{weights}: checksum differs from {stem}.json")
@@ -57,7 +57,8 @@ def main() -> None:
             "macro_f1": evaluation["macro_f1"],
             **{k: evaluation[k] for k in ("top3_accuracy", "log_loss", "n_items_in_splits") if k in evaluation},
             "per_class": {
-                code: {k: evaluation[k][i] for k in ("precision", "recall", "f1", "support")} for i, code in enumerate(codes)
+                code: {k: evaluation[k][i] for k in ("precision", "recall", "f1", "support")}
+                for i, code in enumerate(codes)
             },
             "confusion": evaluation["confusion"],
             "rotation": evaluation["rotation"],
@@ -72,10 +73,11 @@ def main() -> None:
             raise SystemExit(f"baseline {b['checkpoint']}: evaluated on other data, splits or items")
     if baselines:
         meta["metrics"]["baseline"] = [
-            {k: b.get(k) for k in ("network", "n_parameters", "input", "accuracy", "top3_accuracy", "macro_f1", "log_loss", "rotation")}
+            {k: b.get(k) for k in ("network", "n_parameters", "input", "accuracy", "top3_accuracy", "macro_f1",
+                                   "log_loss", "rotation")}
             for b in baselines
         ]
-    write_json(MODELS / f"{args.name}.json", meta)
+    write_json(models_dir() / f"{args.name}.json", meta)
     model = load_model(args.name)
     print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")
 
