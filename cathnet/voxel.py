@@ -16,7 +16,8 @@ Each atom adds exp(−|p − x|² / 2σ²) at the voxel centres p of its stencil
 it holds the voxels with |p_a − x_a| ≤ truncate·σ for a = x, y, z, a box containing the sphere
 of that radius. The Gaussian factorises into three 1-D stencils, which is how :func:`voxelize`
 (numpy) and :func:`voxelize_batch` (torch, any device) compute it; :func:`voxelize_dense`
-evaluates every atom at every voxel and is the reference.
+evaluates every atom at every voxel and is the reference. torch is imported on first use of
+:func:`voxelize_batch`, so that numpy-only callers (``cathnet voxelize``) never load it.
 
 An atom is *outside* when its centre is not strictly inside the grid's extent, i.e.
 |x_a − centre_a| ≥ N·voxel_size/2 along some axis (the centre is not in any voxel's cell). It
@@ -26,10 +27,12 @@ stencil beyond the grid, so a grid sums to the number of inside atoms less that 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["GRID_SIZE", "SIGMA", "TRUNCATE", "VOXEL_SIZE", "VoxelGrid", "voxelize", "voxelize_batch", "voxelize_dense"]
 
@@ -76,15 +79,20 @@ def _offsets(coords, center, rotation, voxel_size: float) -> np.ndarray:
     return rel / voxel_size
 
 
-def _stencils(t: np.ndarray, grid_size: int, voxel_size: float, sigma: float, truncate: float):
+def _stencils(t: np.ndarray | torch.Tensor, grid_size: int, voxel_size: float, sigma: float, truncate: float):
     """1-D stencils of atoms at voxel offsets ``t`` (..., 3): voxel indices (..., 3, W) clipped
     to the grid and weights (..., 3, W), zero off the stencil and outside the grid. Works on
     numpy arrays and torch tensors."""
-    xp = torch if isinstance(t, torch.Tensor) else np
+    xp: Any = np
+    device: dict[str, Any] = {}
+    if not isinstance(t, np.ndarray):
+        import torch
+
+        xp, device = torch, {"device": t.device}
     r = _half_width(voxel_size, sigma, truncate)
     h = math.ceil(r + 0.5)                                  # window half-width covering it
     m = (grid_size - 1) / 2
-    steps = xp.arange(-h, h + 1, dtype=t.dtype, **({"device": t.device} if xp is torch else {}))
+    steps = xp.arange(-h, h + 1, dtype=t.dtype, **device)
     index = xp.round(t + m)[..., None] + steps              # window around the nearest voxel
     d = (index - m) - t[..., None]                          # exact in centred coordinates: d(−t) = −d(t)
     w = xp.exp(-0.5 * (d * (voxel_size / sigma)) ** 2) * (xp.abs(d) <= r)
@@ -182,6 +190,8 @@ def voxelize_batch(
     the (B,) counts of atoms outside the grid. On CUDA the scatter uses atomics: equal to
     float32 rounding, not bit-reproducible.
     """
+    import torch
+
     _check(grid_size, voxel_size, sigma, truncate)
     B = coords.shape[0]
     mask = mask.to(torch.bool)

@@ -50,6 +50,7 @@ def test_stacked_heavy_glob_and_workers(tmp_path):
     pattern = str(CATH / "3[mr][94]*.pdb")
     single = run(pattern, "-o", tmp_path / "a.npz", "--stacked", "--selection", "heavy", "--grid-size", "20")
     assert single.exit_code == 0, single.output
+    assert single.stdout.count("\n") == 1 and single.stdout.startswith(f"written: 2 (in {tmp_path / 'a.npz'}), ")
     z = np.load(tmp_path / "a.npz")
     assert z["ids"].tolist() == ["3m9qA02", "3r4yA01"]
     assert z["grids"].shape == (2, 5, 20, 20, 20) and z["channels"].tolist() == ["C", "N", "O", "S", "other"]
@@ -65,7 +66,7 @@ def test_atoms_outside_are_reported(tmp_path):
     result = run(DATA / "rnase_frag.pdb", "-o", tmp_path, "--grid-size", "6")
     assert result.exit_code == 0 and "atoms outside the box: " in result.stdout
     z = np.load(tmp_path / "rnase_frag.npz")
-    assert z["n_outside"] > 0 and f"atoms outside the box: {z['n_outside']} (in 1 structures)" in result.stdout
+    assert z["n_outside"] > 0 and f"atoms outside the box: {z['n_outside']} (in 1 structure)" in result.stdout
 
 
 def test_chain_model_and_residue_options(tmp_path):

@@ -2,10 +2,9 @@
 :mod:`cathnet.fileio`)."""
 from __future__ import annotations
 
-from enum import Enum
-
 import glob
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
@@ -100,8 +99,16 @@ def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
     return found
 
 
+class Task(str, Enum):
+    """``--task``: the names of :data:`cathnet.tasks.TASKS` and :data:`cathnet.models.DEFAULT_MODELS`
+    (a test keeps them equal), written out so that the CLI starts without torch."""
+
+    cath = "cath"  # CATH architecture per domain
+    aa = "aa"  # amino acid per residue
+
+
 #: Atom selections as a CLI choice (values from :data:`cathnet.structure.SELECTIONS`).
-Selection = Enum("Selection", {name.replace("-", "_"): name for name in SELECTIONS}, type=str)
+Selection = Enum("Selection", {name.replace("-", "_"): name for name in SELECTIONS}, type=str)  # type: ignore[misc]
 
 
 def check_residue_ranges(value: str | None) -> str | None:

@@ -16,7 +16,7 @@ from cathnet.cli.common import report_error
 from cathnet.data import ENVIRONMENT, DatasetError, build_dataset
 from cathnet.structure import SELECTIONS
 
-DatasetAtoms = Enum("DatasetAtoms", {n.replace("-", "_"): n for n in (*SELECTIONS, ENVIRONMENT)}, type=str)
+DatasetAtoms = Enum("DatasetAtoms", {n.replace("-", "_"): n for n in (*SELECTIONS, ENVIRONMENT)}, type=str)  # type: ignore[misc]
 
 dataset_app = typer.Typer(help="Build datasets from CATH structures.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -29,7 +29,7 @@ def build(
     pdb: Path = typer.Option(..., "--pdb", help="Folder of <cath_id>[.pdb] files, or a tar archive such as pool.tar.xz."),
     out: Path = typer.Option(..., "-o", "--out", help="Output .npz; a JSON summary is written next to it."),
     labels: Path = typer.Option(None, "--labels", help="labels.csv of the pool or a CATH domain list (CLF). Default: labels.csv inside the --pdb archive."),
-    atoms: DatasetAtoms = typer.Option(DatasetAtoms.ca, "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O), all heavy atoms, or 'environment' (C/N/O/S atoms + residue table, for --task aa)."),
+    atoms: DatasetAtoms = typer.Option(DatasetAtoms["ca"], "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O), all heavy atoms, or 'environment' (C/N/O/S atoms + residue table, for --task aa)."),
     n_splits: int = typer.Option(10, "--splits", min=1, help="Number of superfamily-disjoint splits."),
     max_radius: float = typer.Option(None, "--max-radius", min=0.0, help="Drop domains with an atom farther than this (Å) from their centre; 50 = the paper's 50³ × 2 Å grid."),
     one_per_s35: bool = typer.Option(True, "--one-per-s35/--all-domains", help="CATH domain list only: keep one domain per S35 cluster (40 % identity)."),

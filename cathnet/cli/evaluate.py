@@ -8,15 +8,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import report_error
 from cathnet.cli.train import parse_splits
 from cathnet.data import DatasetError
-from cathnet.evaluate import evaluate as run_evaluation
-from cathnet.evaluate import plot_confusion
 from cathnet.fileio import write_json
-from cathnet.train import TrainError
 
 
 @app.command()
@@ -30,12 +26,17 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations and of --max-items."),
     max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
-    png: Path = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
+    png: Path | None = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
     """Test a model: accuracy, per-class P/R/F1, confusion matrix, rotation robustness.
 
     Rotation robustness: accuracy and top-1 agreement under random rotations of every
     structure."""
+    from cathnet.checkpoint import CheckpointError
+    from cathnet.evaluate import evaluate as run_evaluation
+    from cathnet.evaluate import plot_confusion
+    from cathnet.train import TrainError
+
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     console = Console(stderr=True)

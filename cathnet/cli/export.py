@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import err_console, report_error
-from cathnet.export import ONNX_OPSET, ExportError, export as run_export, sidecar_path
-from cathnet.predict import DEFAULT_MODEL
+from cathnet.models import DEFAULT_MODEL
 
 
 class ExportFormat(str, Enum):
@@ -28,13 +26,17 @@ def export(
     model: str = typer.Argument(DEFAULT_MODEL, help="Released model name or path to a model .json/.safetensors or training folder."),
     output: Path = typer.Option(..., "--output", "-o", help="Exported file; FILE.json (metadata sidecar) is written next to it."),
     fmt: ExportFormat = typer.Option(None, "--format", "-f", help="onnx or torchscript (default: from the suffix of -o: .onnx, .pt, .ts)."),
-    opset: int = typer.Option(ONNX_OPSET, "--opset", min=17, help="ONNX opset."),
+    opset: int = typer.Option(None, "--opset", min=17, help="ONNX opset, 17 or newer (default 17)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the exported model on random grids and compare with PyTorch."),
 ) -> None:
     """Export a model as ONNX or TorchScript (collapsed to plain conv3d).
 
     The exported network has a dynamic batch axis; a JSON sidecar holds the voxelization
     parameters and class names. Both files are written atomically."""
+    from cathnet.checkpoint import CheckpointError
+    from cathnet.export import ExportError, sidecar_path
+    from cathnet.export import export as run_export
+
     if fmt is None:
         fmt = SUFFIXES.get(output.suffix.lower())
         if fmt is None:
@@ -42,7 +44,7 @@ def export(
     if not output.parent.is_dir():
         report_error(output, f"no such directory {str(output.parent)!r}")
         raise typer.Exit(1)
-    kwargs = {"opset": opset} if fmt is ExportFormat.onnx else {}
+    kwargs = {"opset": opset} if fmt is ExportFormat.onnx and opset is not None else {}
     try:
         sidecar = run_export(model, output, fmt.value, verify=verify, **kwargs)
     except (CheckpointError, ExportError) as exc:

@@ -8,6 +8,7 @@ import json
 import re
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -15,15 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import check_residue_ranges, err_console, expand_inputs, report_error
-from cathnet.cli.train import Task
-from cathnet.fileio import atomic_write
+from cathnet.cli.common import Task, check_residue_ranges, err_console, expand_inputs, report_error
 from cathnet.environments import AMINO_ACIDS
-from cathnet.predict import DEFAULT_MODELS, Prediction, load_model
-from cathnet.propensity import FilePrediction
-from cathnet.train import TrainError, resolve_device
+from cathnet.fileio import atomic_write
+from cathnet.models import DEFAULT_MODELS
+
+if TYPE_CHECKING:
+    from cathnet.predict import Prediction
+    from cathnet.propensity import FilePrediction
 
 
 class Format(str, Enum):
@@ -43,7 +44,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
-    """The predictions as a JSON list, CSV or a plain-text table."""
+    """The predictions as a JSON list, CSV or a plain-text table (empty when all failed)."""
     if fmt is Format.json:
         return json.dumps([p.to_dict(with_chain=per_chain) for p in predictions], indent=1) + "\n"
     if fmt is Format.csv:
@@ -55,6 +56,8 @@ def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
             writer.writerow([p.file, p.chain or "", p.architecture or "", p.name or "", p.probability if p.probability is not None else "",
                              top, p.agreement if p.agreement is not None else "", p.error or ""])
         return buf.getvalue()
+    if all(p.error is not None for p in predictions):
+        return ""
     table = Table(show_edge=False, header_style="bold")
     for column in ["file", *(["chain"] if per_chain else []), "architecture", "name", "probability", "top-3"]:
         table.add_column(column, justify="right" if column == "probability" else "left")
@@ -68,9 +71,9 @@ def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
         if p.agreement is not None:
             row.append(f"{p.agreement:.2f}")
         table.add_row(*row)
-    console = Console(file=io.StringIO(), width=200, highlight=False, color_system=None)
-    console.print(table)
-    return console.file.getvalue()
+    buf = io.StringIO()
+    Console(file=buf, width=200, highlight=False, color_system=None).print(table)
+    return buf.getvalue()
 
 
 def _opt(value: float | None, digits: int) -> str:
@@ -93,7 +96,8 @@ def render_residues(results: list[FilePrediction], fmt: Format) -> str:
                 writer.writerow([f.file, r.chain, r.resnum, r.icode, r.native, r.predicted, _opt(r.p_native, 5),
                                  _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities)])
         return buf.getvalue()
-    console = Console(file=io.StringIO(), width=200, highlight=False, color_system=None)
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, highlight=False, color_system=None)
     for f in done:
         recovery = f.recovery
         console.print(f"{f.file}: {len(f.residues)} residues"
@@ -108,7 +112,7 @@ def render_residues(results: list[FilePrediction], fmt: Format) -> str:
                           _opt(r.p_native, 3), _opt(r.log_odds, 2),
                           "  ".join(f"{AMINO_ACIDS[i]} {r.probabilities[i]:.2f}" for i in top))
         console.print(table)
-    return console.file.getvalue()
+    return buf.getvalue()
 
 
 @app.command()
@@ -128,9 +132,14 @@ def predict(
     shard: str = typer.Option(None, "--shard", help="i/n: predict only the i-th of n interleaved parts of the sorted file list."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on standard error."),
 ) -> None:
-    """Predict the CATH architecture of each structure, or (--task aa) the amino-acid
-    propensities of each residue: probabilities of the 20 amino acids given the residue's
-    atomic environment, and ln(p(native) / training frequency of native), the log-odds."""
+    """Predict the CATH architecture of each structure, or (--task aa) amino-acid propensities.
+
+    --task aa: per residue, the probabilities of the 20 amino acids given the residue's atomic
+    environment, and ln(p(native) / training frequency of native), the log-odds."""
+    from cathnet.checkpoint import CheckpointError
+    from cathnet.predict import load_model
+    from cathnet.train import TrainError, resolve_device
+
     index, n_shards = parse_shard(shard)
     try:
         dev = resolve_device(device)
@@ -161,9 +170,9 @@ def predict(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True, disable=not progress or len(paths) < 2,
     ) as bar:
-        task = bar.add_task("predict", total=len(paths))
+        bar_task = bar.add_task("predict", total=len(paths))
         for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
-                                     batch_size=batch_size, on_done=lambda n: bar.advance(task, n)):
+                                     batch_size=batch_size, on_done=lambda n: bar.advance(bar_task, n)):
             if pred.error is not None:
                 report_error(pred.file, pred.error)
             elif pred.atoms_outside:

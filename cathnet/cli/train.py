@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cathnet import networks
-from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import report_error
-from cathnet.data import DatasetError
-from cathnet.train import TASKS, TrainConfig, TrainError, train as run_training
+from cathnet.cli.common import Task, report_error
 
-Task = Enum("Task", {name: name for name in TASKS}, type=str)
+#: ``--model`` choices, for the help text (a test keeps it equal to ``cathnet.networks.available()``)
+NETWORK_NAMES = ("cnn-compact", "cnn-env", "cnn-resnet34", "se3-compact", "se3-env", "se3resnet34")
 
 
 def parse_splits(value: str, option: str) -> tuple[int, ...]:
@@ -44,7 +40,7 @@ def parse_model_args(pairs: list[str]) -> dict:
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset .npz from `cathnet dataset build`."),
-    model: str = typer.Option(..., "--model", help=f"Network: {', '.join(networks.available())}."),
+    model: str = typer.Option(..., "--model", help=f"Network: {', '.join(NETWORK_NAMES)}."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Folder for checkpoints, best.*, metrics.jsonl."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the network constructor (JSON value), repeatable."),
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
@@ -77,6 +73,12 @@ def train(
     Adam, exponential learning-rate decay, on-the-fly voxelization; the best validation
     epoch is kept as OUT/best.{safetensors,json}. Data-parallel:
     torchrun --no-python --nproc-per-node N cathnet train ..."""
+    from cathnet import networks
+    from cathnet.checkpoint import CheckpointError
+    from cathnet.data import DatasetError
+    from cathnet.train import TrainConfig, TrainError
+    from cathnet.train import train as run_training
+
     if model not in networks.NETWORKS:
         raise typer.BadParameter(f"unknown network {model!r}; available: {', '.join(networks.available())}", param_hint="--model")
     if device not in ("auto", "cpu", "cuda"):

@@ -23,8 +23,8 @@ from cathnet.cli.app import app
 from cathnet.cli.common import Selection, check_residue_ranges, err_console, expand_inputs, report_error, structure_id
 from cathnet.fileio import atomic_save_npz
 from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, read_structure, select_atoms
-from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, voxelize as voxelize_atoms
-
+from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE
+from cathnet.voxel import voxelize as voxelize_atoms
 
 CHANNELS = {"ca": ("CA",), "ca-ss": SS_CHANNELS, "backbone": ("backbone",), "heavy": ELEMENT_CHANNELS}
 
@@ -57,7 +57,7 @@ def voxelize(
     grid_size: int = typer.Option(GRID_SIZE, "--grid-size", min=1, help="Voxels per axis."),
     voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=_positive, help="Voxel edge in Å."),
     sigma: float = typer.Option(SIGMA, "--sigma", callback=_positive, help="Gaussian σ of each atom in Å."),
-    selection: Selection = typer.Option(Selection.ca, "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
+    selection: Selection = typer.Option(Selection["ca"], "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
@@ -77,7 +77,8 @@ def voxelize(
     for item, reason in failures:
         report_error(item, reason)
 
-    outputs, jobs = {}, []
+    outputs: dict[Path, Path] = {}
+    jobs: list[_Job] = []
     for path in paths:
         npz = out / f"{structure_id(path)}.npz"
         if npz in outputs:
@@ -113,9 +114,9 @@ def voxelize(
             report_error(out, exc.strerror or str(exc))
             raise typer.Exit(1) from None
     outside = [r["n_outside"] for r in done if r["n_outside"]]
-    Console(highlight=False).print(
+    Console(highlight=False, soft_wrap=True).print(
         f"written: {len(done)}{f' (in {out})' if stacked and done else ''}, failed: {len(failures)}, "
-        f"atoms outside the box: {sum(outside)} (in {len(outside)} structures)"
+        f"atoms outside the box: {sum(outside)} (in {len(outside)} structure{'' if len(outside) == 1 else 's'})"
     )
     if failures or not done:
         raise typer.Exit(1)
