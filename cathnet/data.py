@@ -152,7 +152,9 @@ def _read_domain_list(text: str, source: str, one_per_s35: bool) -> list[Domain]
             continue
         cols = raw.split()
         if len(cols) < 12 or not all(c.isdigit() for c in cols[1:6]):
-            raise DatasetError(f"{source}:{line}: not a CATH domain list line (need 12 columns: id C A T H S35 ... resolution)")
+            raise DatasetError(
+                f"{source}:{line}: not a CATH domain list line (need 12 columns: id C A T H S35 ... resolution)"
+            )
         domain = Domain(cols[0], ".".join(cols[1:5]), _float(cols[11], source, line))
         if not one_per_s35:
             out.append(domain)
@@ -248,7 +250,7 @@ def _domain_id(name: str) -> str:
 
 
 def _directory_jobs(root: Path, wanted: set[str], atoms: str) -> tuple[list, int]:
-    files = {}
+    files: dict[str, str] = {}
     for entry in os.scandir(root):
         if entry.is_file() and _domain_id(entry.name) in wanted:
             files.setdefault(_domain_id(entry.name), entry.path)
@@ -265,7 +267,7 @@ def _tar_members(path: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.Tar
 def _tar_labels(path: Path) -> str:
     for base, tar, member in _tar_members(path):
         if base == "labels.csv":
-            return tar.extractfile(member).read().decode()
+            return tar.extractfile(member).read().decode()  # type: ignore[union-attr]  # a regular file
     raise DatasetError(f"{path}: no labels.csv in the archive; pass --labels")
 
 
@@ -274,7 +276,7 @@ def _tar_jobs(path: Path, wanted: set[str], atoms: str, seen: set[str]) -> Itera
         cath_id = _domain_id(base)
         if base != "labels.csv" and cath_id in wanted and cath_id not in seen:
             seen.add(cath_id)
-            yield cath_id, member.name, tar.extractfile(member).read(), atoms
+            yield cath_id, member.name, tar.extractfile(member).read(), atoms  # type: ignore[union-attr]
 
 
 def _is_tar(path: Path) -> bool:
@@ -350,7 +352,7 @@ def build_dataset(
                 if on_error:
                     on_error(cath_id, result)
             else:
-                extracted[cath_id] = result
+                extracted[cath_id] = result  # type: ignore[assignment]  # a tuple: errors are strings
             if on_progress:
                 on_progress()
 
@@ -515,12 +517,19 @@ class EnvironmentData(CathData):
     domains' C/N/O/S atoms plus a residue table, for the amino-acid task."""
 
     RES_KEYS = ("backbone", "res_offsets", "res_ca", "res_n", "res_c", "res_labels")
+    backbone: np.ndarray
+    res_offsets: np.ndarray
+    res_ca: np.ndarray
+    res_n: np.ndarray
+    res_c: np.ndarray
+    res_labels: np.ndarray
 
     def __init__(self, path: str | Path):
         super().__init__(path)
         if self.meta.get("atoms") != ENVIRONMENT:
             raise DatasetError(
-                f"{self.path}: built with --atoms {self.meta.get('atoms')}; the amino-acid task needs --atoms {ENVIRONMENT}"
+                f"{self.path}: built with --atoms {self.meta.get('atoms')}; "
+                f"the amino-acid task needs --atoms {ENVIRONMENT}"
             )
         with np.load(self.path, allow_pickle=False) as z:
             missing = [k for k in self.RES_KEYS if k not in z]
@@ -547,7 +556,9 @@ class EnvironmentData(CathData):
         d = self.res_domain[row]
         lo, hi = self.offsets[d], self.offsets[d + 1]
         if backbone_channels and self.res_o is None:
-            raise DatasetError(f"{self.path}: built before backbone channels existed; rebuild it with --atoms environment")
+            raise DatasetError(
+                f"{self.path}: built before backbone channels existed; rebuild it with --atoms environment"
+            )
         return environment(
             self.positions[lo:hi], self.channels[lo:hi], self.residue_index[lo:hi], self.backbone[lo:hi],
             row - self.res_offsets[d], self.res_ca[row], self.res_n[row], self.res_c[row],

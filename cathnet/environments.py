@@ -128,8 +128,8 @@ def channel_names(backbone_channels: bool = False) -> tuple[str, ...]:
 
 def environment(
     coords: np.ndarray, channels: np.ndarray, residue: np.ndarray, backbone: np.ndarray,
-    r: int, ca: int, n: int = -1, c: int = -1, o: int = -1, *, radius: float = RADIUS, oriented: bool = False,
-    backbone_channels: bool = False, candidates: np.ndarray | None = None,
+    r: int | np.integer, ca: int, n: int = -1, c: int = -1, o: int = -1, *, radius: float = RADIUS,
+    oriented: bool = False, backbone_channels: bool = False, candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates (K, 3) float32 relative to the Cα (rotated into the backbone frame when
     ``oriented``) and channels (K,) of residue ``r``'s environment, given the atom arrays of

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -61,7 +61,7 @@ class ExportError(Exception):
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """``FILE.json`` for ``FILE`` (``model.onnx`` → ``model.onnx.json``), so that exporting
-    into ``models/`` never overwrites a model's own ``NAME.json``."""
+    into ``cathnet/models/`` never overwrites a model's own ``NAME.json``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
 
@@ -75,7 +75,7 @@ def _resolve(model_or_name) -> ArchitectureModel | PropensityModel:
         raise CheckpointError(f"{model_or_name}: not a cathnet model (metadata lacks {exc})") from None
 
 
-def _network(model: ArchitectureModel) -> torch.nn.Module:
+def _network(model: ArchitectureModel | PropensityModel) -> torch.nn.Module:
     """A CPU copy of the collapsed network in eval mode, without gradients."""
     net = copy.deepcopy(model.network).cpu().eval()
     if any(type(m).__name__ == "SE3Conv" for m in net.modules()):
@@ -87,14 +87,14 @@ def _network(model: ArchitectureModel) -> torch.nn.Module:
     return net
 
 
-def _example(model: ArchitectureModel, batch: int, seed: int) -> torch.Tensor:
+def _example(model: ArchitectureModel | PropensityModel, batch: int, seed: int) -> torch.Tensor:
     """Random non-negative grids shaped like the model's input (densities are ≥ 0)."""
     g = torch.Generator().manual_seed(seed)
     n = model.grid_size
     return torch.rand(batch, model.n_channels, n, n, n, generator=g)
 
 
-def _description(model: ArchitectureModel, fmt: str, extra: dict) -> dict:
+def _description(model: ArchitectureModel | PropensityModel, fmt: str, extra: dict) -> dict:
     """The usage description embedded in the exported file and written to the sidecar."""
     inp, classes = dict(model.meta["input"]), model.meta["classes"]
     if model.meta.get("task") == "aa":
@@ -107,8 +107,10 @@ def _description(model: ArchitectureModel, fmt: str, extra: dict) -> dict:
         "export": {"format": fmt, **extra, "torch": torch.__version__},
         "input": {
             "name": INPUT_NAME, "shape": ["batch", model.n_channels, model.grid_size, model.grid_size, model.grid_size],
-            "dtype": "float32", "layout": "(batch, channel, x, y, z)", "channels": inp.get("channels") or _CHANNELS.get(inp["atoms"]),
-            "density": "each atom adds exp(-|p - x|^2 / 2 sigma^2) over voxel centres p within truncate*sigma per axis, "
+            "dtype": "float32", "layout": "(batch, channel, x, y, z)",
+            "channels": inp.get("channels") or _CHANNELS.get(inp["atoms"]),
+            "density": "each atom adds exp(-|p - x|^2 / 2 sigma^2) over voxel centres p within truncate*sigma "
+                       "per axis, "
                        "normalised to sum 1; voxel (i,j,k) is centred at centre + ((i,j,k) - (N-1)/2) * voxel_size",
             **inp,
         },
@@ -130,7 +132,9 @@ def _check(err: float, fmt: str) -> None:
 def _write(path: Path, blob: bytes, description: dict, check: dict | None, source: dict) -> dict:
     sidecar = {
         **description,
-        "export": {**description["export"], "file": path.name, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()},
+        "export": {
+            **description["export"], "file": path.name, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()
+        },
         "check": check,
         "source": source,
     }
@@ -164,13 +168,13 @@ def export_onnx(model_or_name, path: str | os.PathLike, *, opset: int = ONNX_OPS
     net = _network(model)
     path = Path(path)
     buf = io.BytesIO()
-    kwargs = {}
+    kwargs: dict = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript-based exporter: no onnxscript needed, exact for these ops
     try:
         with _quiet():
             torch.onnx.export(
-                net, (_example(model, 2, 0),), buf, opset_version=opset, input_names=[INPUT_NAME],
+                net, (_example(model, 2, 0),), buf, opset_version=opset, input_names=[INPUT_NAME],  # type: ignore[arg-type]  # a file object is fine
                 output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 do_constant_folding=True, **kwargs,
             )

@@ -118,13 +118,17 @@ class PropensityModel:
         )
 
     @torch.no_grad()
-    def probabilities(self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(
+        self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None
+    ) -> np.ndarray:
         """(B, 20) softmax for a list of environments; with ``rotations`` (K, 3, 3) the mean
         softmax over the environment rotated by each (smooths the grid's discretisation)."""
         p = torch.softmax(self.network(self.grids(envs, rotations)).float(), dim=1).cpu().numpy()
         return p if rotations is None else p.reshape(len(envs), len(rotations), -1).mean(1)
 
-    def environments(self, structure: Structure) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    def environments(
+        self, structure: Structure
+    ) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """The residue table of ``structure``, the rows that have an environment, and their environments."""
         a = residue_atoms(structure)
         rows = np.flatnonzero(a.usable(self.needs_frame))
@@ -146,9 +150,9 @@ class PropensityModel:
         return result.residues
 
     def predict_many(
-        self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None, residues: str | None = None,
-        rotations: int = 0, seed: int = 0, batch_size: int = 128, raise_errors: bool = False,
-        on_done: Callable[[int], None] | None = None,
+        self, sources: Iterable[str | os.PathLike | Structure], *, chain: str | None = None,
+        residues: str | None = None, rotations: int = 0, seed: int = 0, batch_size: int = 128,
+        raise_errors: bool = False, on_done: Callable[[int], None] | None = None,
     ) -> Iterator[FilePrediction]:
         """One :class:`FilePrediction` per source, in order; a source that fails carries
         ``error`` (or raises with ``raise_errors``). ``rotations`` > 0 averages every
@@ -160,7 +164,8 @@ class PropensityModel:
             label = str(source.path if isinstance(source, Structure) else source)
             R = so3.random_rotation(rotations, seed=[seed, index]) if rotations > 0 else None
             try:
-                yield self._predict_one(source, label, chain, residues, R, max(1, batch_size // max(rotations, 1)), on_done)
+                per_batch = max(1, batch_size // max(rotations, 1))
+                yield self._predict_one(source, label, chain, residues, R, per_batch, on_done)
             except StructureError as exc:
                 if raise_errors:
                     raise
@@ -187,7 +192,8 @@ class PropensityModel:
                 out.residues.append(ResiduePrediction(
                     chain=str(a.chain[r]), resnum=int(a.resnum[r]), icode=str(a.icode[r]), native=str(a.native[r]),
                     predicted=AMINO_ACIDS[int(p.argmax())], probabilities=p,
-                    log_odds=None if label_r < 0 else float(math.log(max(float(p[label_r]), 1e-12)) - self.log_background[label_r]),
+                    log_odds=(None if label_r < 0
+                              else float(math.log(max(float(p[label_r]), 1e-12)) - self.log_background[label_r])),
                 ))
             if on_done:
                 on_done(len(chunk))

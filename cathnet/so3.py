@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -97,7 +98,9 @@ def generators(l: int) -> np.ndarray:
     """The Lie-algebra generators of ``D^l``: (3, 2l+1, 2l+1) antisymmetric matrices with
     ``D^l(exp(t [e_a]_×)) = expm(t L_a)``, exact to ~1e-13 (matrix log of a small rotation)."""
     t = 1.0 / (l + 1)  # every eigen-angle m·t stays below π
-    out = np.stack([np.real(scipy.linalg.logm(wigner_D(l, Rotation.from_rotvec(t * e).as_matrix()))) / t for e in np.eye(3)])
+    out = np.stack(
+        [np.real(scipy.linalg.logm(wigner_D(l, Rotation.from_rotvec(t * e).as_matrix()))) / t for e in np.eye(3)]
+    )
     out = (out - np.swapaxes(out, 1, 2)) / 2
     out.setflags(write=False)
     return out
@@ -121,7 +124,9 @@ def _change_of_basis(j: int, l: int) -> np.ndarray:
         Q.setflags(write=False)
         return Q
     # Generators of D^j ⊗ D^l; their Casimir -Σ G_a² has eigenvalue J(J+1) on the order-J part.
-    G = np.stack([np.kron(a, np.eye(2 * l + 1)) + np.kron(np.eye(2 * j + 1), b) for a, b in zip(generators(j), generators(l))])
+    G = np.stack(
+        [np.kron(a, np.eye(2 * l + 1)) + np.kron(np.eye(2 * j + 1), b) for a, b in zip(generators(j), generators(l))]
+    )
     w, V = np.linalg.eigh(-np.einsum("aij,ajk->ik", G, G))
     blocks = []
     for J in range(abs(j - l), j + l + 1):
@@ -151,7 +156,7 @@ def change_of_basis(j: int, l: int) -> np.ndarray:
     return _change_of_basis(int(j), int(l))
 
 
-def random_rotation(n: int | None = None, seed: int | np.random.Generator | None = None) -> np.ndarray:
+def random_rotation(n: int | None = None, seed: int | Sequence[int] | np.random.Generator | None = None) -> np.ndarray:
     """Haar-uniform random rotation matrix (3, 3), or (n, 3, 3) when ``n`` is given."""
     rng = np.random.default_rng(seed)
     R = Rotation.random(1 if n is None else n, random_state=rng).as_matrix()

@@ -93,13 +93,16 @@ class AminoAcidTask:
     atoms within ``radius`` minus its own side chain; label = its amino acid. ``oriented``
     puts each environment in its backbone frame (as Boomsma & Frellsen), otherwise it keeps
     the structure's axes; ``backbone_channels`` gives the residue's own N, C, O and virtual
-    Cβ channels of their own (:mod:`cathnet.environments`). Environments are cut out batch by batch from the atoms, so memory
-    stays at the size of the atom arrays whatever the number of residues."""
+    Cβ channels of their own (:mod:`cathnet.environments`). Environments are cut out batch by
+    batch from the atoms, so memory stays at the size of the atom arrays whatever the number
+    of residues."""
 
     name = "aa"
     voxels = Voxels(16, 1.5, 0.75)  # 24 Å box around the 12 Å sphere
 
-    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False):
+    def __init__(
+        self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False
+    ):
         self.data = EnvironmentData(data)
         self.oriented, self.radius, self.backbone_channels = oriented, radius, backbone_channels
         if backbone_channels and self.data.res_o is None:
@@ -127,7 +130,8 @@ class AminoAcidTask:
         return {
             "task": self.name,
             "input": {
-                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels, "channels": list(self.channel_names),
+                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels,
+                "channels": list(self.channel_names),
                 "radius": self.radius, "oriented": self.oriented, "backbone_channels": self.backbone_channels,
             },
             "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},

@@ -248,9 +248,11 @@ def run_tetris(
         t1 = time.perf_counter()
         acc_canonical = accuracy(model, x, y)
         acc_rotated = accuracy(model, x_rot, y_rot)
-        acc_arbitrary = accuracy(model, x_arb, y_arb) if x_arb is not None else None
+        acc_arbitrary = accuracy(model, x_arb, y_arb) if x_arb is not None and y_arb is not None else None
         t2 = time.perf_counter()
         results.append(
-            TetrisResult(name, count_parameters(model), t1 - t0, t2 - t1, loss, acc_canonical, acc_rotated, acc_arbitrary)
+            TetrisResult(
+                name, count_parameters(model), t1 - t0, t2 - t1, loss, acc_canonical, acc_rotated, acc_arbitrary
+            )
         )
     return results

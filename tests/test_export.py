@@ -1,5 +1,4 @@
 """`cathnet export`: ONNX and TorchScript files that compute what the PyTorch model computes."""
-import glob
 import json
 import zipfile
 
@@ -15,7 +14,8 @@ from cathnet.predict import load_model
 from cathnet.structure import read_structure, select_atoms
 from cathnet.voxel import voxelize
 
-CATH = sorted(glob.glob("tests/data/cath/*.pdb"))
+from cath_helpers import CATH
+
 CODES = ["1.10", "1.20", "2.30", "2.40", "2.60", "3.10", "3.20", "3.30", "3.40", "3.90"]
 GRID = 24  # a small grid keeps the test fast; the layout is the same as at 50³
 runner = CliRunner()
@@ -126,11 +126,11 @@ def test_format_option_and_bad_inputs(stem, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(sidecar_path(out).read_text())["check"] is None
 
-    result = runner.invoke(app, ["export", str(tmp_path / "missing"), "-o", str(tmp_path / "x.onnx")])
+    result = runner.invoke(app, ["export", str(tmp_path / "missing"), "-o", str(tmp_path / "x.pt")])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0]
-    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "x.onnx.json").exists()
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "x.pt.json").exists()
 
     result = runner.invoke(app, ["export", "no-such-model", "-o", str(tmp_path / "x.pt")])
     assert result.exit_code == 1 and "unknown model" in result.stderr
