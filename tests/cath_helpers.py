@@ -1,4 +1,5 @@
-"""Shared helpers for the CATH dataset / training / evaluation tests."""
+"""Shared paths (relative to this file, so that pytest runs from any folder) and helpers
+for the dataset / training / evaluation tests."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,10 @@ import torch
 from cathnet.data import build_dataset
 from cathnet.train import TrainConfig, train
 
-FIXTURES = Path(__file__).parent / "data" / "cath"
+DATA = Path(__file__).parent / "data"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+FIXTURES = DATA / "cath"
+CATH = sorted(str(p) for p in FIXTURES.glob("*.pdb"))  # the fixture domains, as the CLI is given them
 N_SPLITS = 4  # 4 fixture domains per class, each from its own superfamily
 
 

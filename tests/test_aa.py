@@ -8,15 +8,15 @@ import torch
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import EnvironmentData, DatasetError, build_dataset
+from cathnet.data import DatasetError, EnvironmentData, build_dataset
 from cathnet.environments import AMINO_ACIDS, residue_environments
 from cathnet.evaluate import evaluate
 from cathnet.predict import load_model
 from cathnet.structure import read_structure
-from cathnet.tasks import AminoAcidTask, make_task, TrainError
+from cathnet.tasks import AminoAcidTask, TrainError, make_task
 from cathnet.train import _Run, train
 
-from cath_helpers import FIXTURES, N_SPLITS, build_fixture_dataset, tiny_config
+from cath_helpers import DATA, FIXTURES, N_SPLITS, tiny_config
 
 PDBS = sorted(FIXTURES.glob("*.pdb"))
 
@@ -69,12 +69,11 @@ def test_splits_are_superfamily_disjoint(data):
             assert not by_split[a] & by_split[b]
 
 
-def test_cath_datasets_are_refused(tmp_path):
-    path = build_fixture_dataset(tmp_path / "ca.npz")
+def test_cath_datasets_are_refused(dataset):
     with pytest.raises(DatasetError, match="--atoms environment"):
-        AminoAcidTask(path)
+        AminoAcidTask(dataset)
     with pytest.raises(TrainError, match="only apply to --task aa"):
-        make_task("cath", path, oriented=True)
+        make_task("cath", dataset, oriented=True)
 
 
 def test_task_batches_are_centred_on_the_ca(data):
@@ -97,7 +96,10 @@ def test_epoch_stream_covers_the_training_items_and_balance_flattens_classes(dat
     assert len(run.val_items) == 48
     balanced = _Run(aa_config(data, tmp_path / "b", balance=True), console=None)._pass(0)
     labels = run.task.labels
-    counts = lambda items: np.bincount(labels[items], minlength=20)
+
+    def counts(items):
+        return np.bincount(labels[items], minlength=20)
+
     assert counts(balanced).std() < 0.5 * counts(run.train_items).std()
 
 
@@ -148,16 +150,17 @@ def test_predict_task_aa_formats_and_errors(trained, tmp_path):
 
 def test_multi_chain_files_insertion_codes_and_structures(trained):
     model = load_model(trained)
-    residues = model.predict("tests/data/rnase_frag.pdb")  # two protein chains, sulfates, waters
+    residues = model.predict(DATA / "rnase_frag.pdb")  # two protein chains, sulfates, waters
     assert {r.chain for r in residues} == {"A", "B"}
     assert all(r.native in AMINO_ACIDS for r in residues)  # ligands and waters have no environment
-    assert {r.chain for r in model.predict("tests/data/rnase_frag.pdb", chain="B")} == {"B"}
-    icodes = {r.icode for r in model.predict("tests/data/cath_1kskA01.pdb")}  # insertion codes 1A-1C
+    assert {r.chain for r in model.predict(DATA / "rnase_frag.pdb", chain="B")} == {"B"}
+    icodes = {r.icode for r in model.predict(DATA / "cath_1kskA01.pdb")}  # insertion codes 1A-1C
     assert {"A", "B", "C"} <= icodes
-    structure = read_structure("tests/data/1ejg.pdb")  # residues present only as altloc B/C are kept
+    structure = read_structure(DATA / "1ejg.pdb")  # residues present only as altloc B/C are kept
     assert len(model.predict(structure)) == 46
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process_on_the_aa_task(data, tmp_path):
     from safetensors.torch import load_file
 
@@ -190,7 +193,7 @@ def test_framed_dataset_environments_match_the_structure(data, oriented, backbon
 
 
 def test_backbone_channels_show_the_own_backbone_and_a_virtual_cb():
-    s = read_structure("tests/data/1ejg.pdb")
+    s = read_structure(DATA / "1ejg.pdb")
     plain = {e.resnum: e for e in residue_environments(s)}
     framed = {e.resnum: e for e in residue_environments(s, backbone_channels=True)}
     e, p = framed[13], plain[13]  # ARG 13

@@ -16,8 +16,9 @@ from cathnet.grid import rotate_grid
 from cathnet.predict import available_models, models_dir
 from cathnet.structure import read_structure
 
-EXAMPLE = "examples/2cc0A00.pdb"
-CATH = sorted(__import__("glob").glob("tests/data/cath/*.pdb"))
+from cath_helpers import CATH, EXAMPLES
+
+EXAMPLE = str(EXAMPLES / "2cc0A00.pdb")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,7 @@ def _rotation_stability(model, rotations):
     return float(np.mean(agree)), float(np.mean(shift))
 
 
+@pytest.mark.slow
 def test_arbitrary_rotations_of_a_real_protein_are_stable(model):
     """Rotate the atoms of a real domain by random rotations: per-residue predictions move
     only by the grid's discretisation, and averaging over rotations removes most of that

@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cath_helpers import FIXTURES, N_SPLITS, build_fixture_dataset
 from cathnet.cli import app
 from cathnet.data import ARCHITECTURES, CathData, DatasetError, assign_splits, build_dataset, read_labels, sha256
 from cathnet.structure import read_structure, select_atoms
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return build_fixture_dataset(tmp_path_factory.mktemp("data") / "fixtures.npz")
+from cath_helpers import FIXTURES, N_SPLITS
 
 
 def _synthetic(seed=0, n_classes=10):

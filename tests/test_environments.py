@@ -7,7 +7,9 @@ from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ENV_CHANNELS, backbone_frame, residue_environments
 from cathnet.structure import read_structure
 
-CRAMBIN = "tests/data/1ejg.pdb"  # altlocs, residues only in altloc B/C, hydrogens
+from cath_helpers import DATA
+
+CRAMBIN = DATA / "1ejg.pdb"  # altlocs, residues only in altloc B/C, hydrogens
 
 
 @pytest.fixture(scope="module")

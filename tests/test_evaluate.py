@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cath_helpers import build_fixture_dataset, tiny_config
 from cathnet.cli import app
 from cathnet.evaluate import classification_metrics, evaluate
 from cathnet.train import TrainError, train
+
+from cath_helpers import tiny_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    data = build_fixture_dataset(tmp_path_factory.mktemp("data") / "fixtures.npz")
+def model(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(tiny_config(data, out, epochs=1))
-    return data, out
+    train(tiny_config(dataset, out, epochs=1))
+    return dataset, out
 
 
 def test_classification_metrics_by_hand():

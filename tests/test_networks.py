@@ -41,9 +41,10 @@ def _warm(model, grid, channels=1):
 @pytest.mark.parametrize(
     "name,kwargs,grid",
     [
-        ("se3-compact", {}, 50),
+        # the released se3-compact is also checked in test_predict
+        pytest.param("se3-compact", {}, 50, marks=pytest.mark.slow),
         ("se3-compact", {"in_type": "1x0 + 1x1"}, 50),
-        ("se3resnet34", {"grid_size": 14}, 14),
+        pytest.param("se3resnet34", {"grid_size": 14}, 14, marks=pytest.mark.slow),
         ("se3-env", {}, 16),
     ],
 )

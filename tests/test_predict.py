@@ -14,8 +14,7 @@ from cathnet.grid import rotate_grid
 from cathnet.predict import available_models, models_dir
 from cathnet.structure import read_structure
 
-DATA = "tests/data"
-CATH = sorted(__import__("glob").glob("tests/data/cath/*.pdb"))
+from cath_helpers import CATH, DATA, FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -98,20 +97,23 @@ def test_cli_json_format_and_errors(tmp_path):
 
 
 def test_cli_per_chain_csv_and_shards(tmp_path):
-    result = runner.invoke(app, ["predict", f"{DATA}/rnase_frag.pdb", "--per-chain", "-f", "json", "--no-progress"])
+    result = runner.invoke(app, ["predict", str(DATA / "rnase_frag.pdb"), "--per-chain", "-f", "json", "--no-progress"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["chain"] for r in rows] == read_structure(f"{DATA}/rnase_frag.pdb").chains()
-    whole = runner.invoke(app, ["predict", "tests/data/cath", "-f", "csv", "--no-progress"]).stdout.splitlines()
-    parts = [runner.invoke(app, ["predict", "tests/data/cath", "-f", "csv", "--shard", f"{i}/3", "--no-progress"]).stdout.splitlines() for i in range(3)]
+    assert [r["chain"] for r in rows] == read_structure(DATA / "rnase_frag.pdb").chains()
+    whole = runner.invoke(app, ["predict", str(FIXTURES), "-f", "csv", "--no-progress"]).stdout.splitlines()
+    parts = [runner.invoke(app, ["predict", str(FIXTURES), "-f", "csv", "--shard", f"{i}/3", "--no-progress"]).stdout.splitlines() for i in range(3)]
     assert all(p[0] == whole[0] for p in parts)  # same header: shards concatenate
     assert sorted(l for p in parts for l in p[1:]) == sorted(whole[1:])
     assert runner.invoke(app, ["predict", CATH[0], "--shard", "3/3"]).exit_code == 2
 
 
-def test_cli_table_and_unknown_model():
+def test_cli_table_and_unknown_model(tmp_path):
     result = runner.invoke(app, ["predict", CATH[0], "--rotations", "2"])
     assert result.exit_code == 0 and "agreement" in result.stdout
+    (tmp_path / "bad.pdb").write_text("garbage\n")
+    result = runner.invoke(app, ["predict", str(tmp_path / "bad.pdb")])
+    assert result.exit_code == 1 and result.stdout == "" and result.stderr.startswith("error:")  # no empty table
     result = runner.invoke(app, ["predict", CATH[0], "--model", "nope"])
     assert result.exit_code == 1 and "unknown model" in result.output
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from cathnet.ss import COIL, HELIX, STRAND, assign_ca, chain_segments
 from cathnet.so3 import random_rotation
+from cathnet.ss import COIL, HELIX, STRAND, assign_ca, chain_segments
 
 
 def ideal_helix(n):

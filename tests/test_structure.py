@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from cathnet.structure import (
-    ELEMENT_CHANNELS, SELECTIONS, Structure, StructureError, parse_residue_ranges, read_structure, select_atoms,
+    ELEMENT_CHANNELS,
+    SELECTIONS,
+    Structure,
+    StructureError,
+    parse_residue_ranges,
+    read_structure,
+    select_atoms,
     selection_mask,
 )
 

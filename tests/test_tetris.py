@@ -132,8 +132,8 @@ def test_run_is_deterministic():
 
 
 def test_cli_smoke():
-    from cathnet.cli.app import app
     import cathnet.cli.tetris  # noqa: F401  (registers the command)
+    from cathnet.cli.app import app
 
     r = CliRunner().invoke(app, ["tetris", "--steps", "2", "--rotations", "1", "--arbitrary", "1"])
     assert r.exit_code == 0, r.output

@@ -7,16 +7,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cath_helpers import build_fixture_dataset, run_ddp, tiny_config
 from cathnet import networks
 from cathnet.checkpoint import load_model
 from cathnet.cli import app
 from cathnet.train import TrainError, stratified_subset, train
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return build_fixture_dataset(tmp_path_factory.mktemp("data") / "fixtures.npz")
+from cath_helpers import run_ddp, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +65,7 @@ def test_resume_continues_exactly(run, dataset, tmp_path):
     assert drop_time(_metrics(tmp_path)) == drop_time(_metrics(out))
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one_process(dataset, tmp_path):
     # batch statistics and dropout differ per process by design: use group norm, no dropout
     config = tiny_config(dataset, tmp_path / "one", model_kwargs={"widths": [8, 16, 16, 16], "norm": "group", "dropout": 0.0})
