@@ -91,7 +91,8 @@ def test_python_api_and_cli_default_model(model):
     assert len(residues) == n
     recovery = np.mean([r.predicted == r.native for r in residues])
     assert recovery > 0.2  # a real domain from a held-out superfamily
-    result = CliRunner().invoke(app, ["predict", "--task", "aa", EXAMPLE, "-f", "json", "--no-progress"])
+    result = CliRunner().invoke(app, ["predict", "--task", "aa", EXAMPLE, "-f", "json"])
     assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no progress bar without a terminal
     rows = json.loads(result.stdout)
     assert len(rows) == n and rows[0]["predicted"] == residues[0].predicted
