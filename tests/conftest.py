@@ -1,10 +1,14 @@
-"""Test session set-up: ``--runslow``, one CATH fixture dataset for the whole session, and
-kernel bases cached in a folder of the session instead of ``~/.cache/cathnet``."""
+"""Test session set-up: one torch thread, ``--runslow``, one CATH fixture dataset for the whole
+session, and kernel bases cached in a folder of the session instead of ``~/.cache/cathnet``."""
 import os
 
-import pytest
+# One thread per process, set before torch loads: the tests' tensors are small, and on a
+# shared machine threads spend far longer waiting for each other than computing.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from cath_helpers import build_fixture_dataset
+import pytest  # noqa: E402
+
+from cath_helpers import build_fixture_dataset  # noqa: E402
 
 
 def pytest_addoption(parser):
