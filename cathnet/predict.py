@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from cathnet import checkpoint, nn as enn, so3
+from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure, select_atoms
 from cathnet.voxel import voxelize
 
@@ -74,9 +75,10 @@ class Prediction:
 class ArchitectureModel:
     """A trained network with its voxelization and class metadata."""
 
-    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"):
         self.meta = meta
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.selection = inp["atoms"]
@@ -107,7 +109,9 @@ class ArchitectureModel:
     def probabilities(self, grids: np.ndarray) -> np.ndarray:
         """Softmax over the classes for a stack of grids (B, C, N, N, N)."""
         x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
-        return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
+        with autocast(self.precision, self.device):
+            logits = self.network(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def _units(self, source, chain: str | None, residues: str | None, per_chain: bool) -> list[tuple[str | None, Structure]]:
         """(chain, structure) pieces to predict for one file or :class:`Structure`."""
@@ -189,12 +193,17 @@ def _label(source) -> str:
     return str(source.path if isinstance(source, Structure) else source)
 
 
-def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True):
+def load_model(
+    name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True,
+    precision: str = "auto",
+):
     """A released model by name (``"cath-arch"``, ``"aa-propensity"``, see
     :func:`available_models`) or by path to its ``.json``/``.safetensors``/stem or a
     training folder: an :class:`ArchitectureModel` or a
     :class:`~cathnet.propensity.PropensityModel`, after the model's task. With ``collapse``
-    every steerable convolution becomes a plain ``conv3d``."""
+    every steerable convolution becomes a plain ``conv3d``. ``precision``: auto, fp32 or
+    bf16 (:mod:`cathnet.precision`; auto is bf16 on CPUs with native bf16 and on CUDA)."""
+    precision = resolve_precision(precision, torch.device(device))  # a bad name is the caller's error
     path = Path(name)
     if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
         candidate = models_dir() / str(name)
@@ -209,7 +218,7 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.d
         from cathnet.propensity import PropensityModel
 
         try:
-            return PropensityModel(network, meta, device)
+            return PropensityModel(network, meta, device, precision)
         except (KeyError, ValueError) as exc:
             raise checkpoint.CheckpointError(f"{path}: not a usable amino-acid model ({exc})") from None
-    return ArchitectureModel(network, meta, device)
+    return ArchitectureModel(network, meta, device, precision)

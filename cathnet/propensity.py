@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
+from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure
 from cathnet.voxel import voxelize_batch
 
@@ -84,9 +85,10 @@ class PropensityModel:
 
     task = "aa"
 
-    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"):
         self.meta = meta
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
@@ -121,7 +123,10 @@ class PropensityModel:
     def probabilities(self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None) -> np.ndarray:
         """(B, 20) softmax for a list of environments; with ``rotations`` (K, 3, 3) the mean
         softmax over the environment rotated by each (smooths the grid's discretisation)."""
-        p = torch.softmax(self.network(self.grids(envs, rotations)).float(), dim=1).cpu().numpy()
+        x = self.grids(envs, rotations)
+        with autocast(self.precision, self.device):
+            logits = self.network(x)
+        p = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return p if rotations is None else p.reshape(len(envs), len(rotations), -1).mean(1)
 
     def environments(self, structure: Structure) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:

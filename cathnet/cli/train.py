@@ -12,7 +12,7 @@ from rich.console import Console
 from cathnet import networks
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import report_error
+from cathnet.cli.common import PRECISION_HELP, Precision, report_error
 from cathnet.data import DatasetError
 from cathnet.train import TASKS, TrainConfig, TrainError, train as run_training
 
@@ -68,6 +68,7 @@ def train(
     voxel_size: float = typer.Option(None, "--voxel-size", min=0.01, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
     sigma: float = typer.Option(None, "--sigma", min=0.01, help="Gaussian atom width in Å (default: half the voxel edge)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -91,7 +92,7 @@ def train(
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
         grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels, epoch_size=epoch_size,
-        val_size=val_size, balance=balance, device=device, seed=seed,
+        val_size=val_size, balance=balance, device=device, precision=precision.value, seed=seed,
         resume=resume, progress=progress,
     )
     console = Console(stderr=True)

@@ -97,6 +97,18 @@ class FieldType:
                 start += m * (2 * l + 1)
         return out
 
+    def split(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Views of ``x`` (B, dim, ...) per order present: (B, m_l, 2l+1, ...) blocks.
+
+        Built with ``torch.split``, whose backward concatenates the gradients: no per-slice
+        zero-filled gradient buffers as with indexing."""
+        if x.shape[1] != self.dim:
+            raise ValueError(f"tensor has {x.shape[1]} channels, field type {self} has {self.dim}")
+        if not self.dim:
+            return {}
+        blocks = x.split([sl.stop - sl.start for sl in self.slices().values()], dim=1)
+        return {l: b.unflatten(1, (self.mult(l), 2 * l + 1)) for l, b in zip(self.slices(), blocks)}
+
     def gated(self) -> "FieldType":
         """This type plus one extra scalar (a gate) per field of order l > 0, as produced by
         the convolution that feeds :class:`cathnet.nn.Gate`."""
