@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cathnet import checkpoint, nn as enn, so3
+from cathnet import checkpoint, fields, nn as enn, so3
 from cathnet.precision import autocast, resolve_precision
-from cathnet.structure import Structure, StructureError, read_structure, select_atoms
+from cathnet.structure import Structure, StructureError, read_structure, select_atoms, selection_mask
 from cathnet.voxel import voxelize
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
@@ -82,6 +82,7 @@ class ArchitectureModel:
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.selection = inp["atoms"]
+        self.fields: str | None = inp.get("fields")
         self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
         self.n_channels = inp["n_channels"]
         self.codes: list[str] = list(meta["classes"]["codes"])
@@ -93,12 +94,28 @@ class ArchitectureModel:
         coords, channels, n_channels = select_atoms(structure, self.selection)  # once for all rotations
         if len(coords) == 0:
             raise StructureError(structure.path, f"no {self.selection} atoms")
+        if self.fields is not None:
+            return self._field_grids(structure, coords, channels, rotations)
         out = [
             voxelize(coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
                      sigma=self.sigma, rotation=R)
             for R in rotations
         ]
         return np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out)
+
+    def _field_grids(self, structure: Structure, coords, ss, rotations) -> tuple[np.ndarray, int, int]:
+        """:meth:`grids` of a model with oriented input fields (:mod:`cathnet.fields`)."""
+        chain = structure.chain[selection_mask(structure, self.selection)]
+        directions = fields.element_directions(coords, chain[1:] == chain[:-1])
+        k = len(rotations)
+        R = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
+        rel = coords.astype(np.float64) - coords.astype(np.float64).mean(0)
+        outside = int((np.abs(np.einsum("kij,aj->kai", R, rel)) >= self.grid_size * self.voxel_size / 2).any(-1).sum(1).max())
+        grids = fields.voxelize_fields(
+            *(torch.from_numpy(np.repeat(a[None], k, 0)) for a in (coords, np.ones(len(coords), bool), ss, directions)),
+            grid_size=self.grid_size, voxel_size=self.voxel_size, sigma=self.sigma, rotations=torch.from_numpy(R),
+        )
+        return grids.numpy(), len(coords), outside
 
     def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
         """(C, N, N, N) input grid, number of atoms, number outside the box."""

@@ -50,6 +50,7 @@ from cathnet.checkpoint import (
     save_model,
 )
 from cathnet.fileio import atomic_write, write_json
+from cathnet.fields import voxelize_fields
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.precision import autocast, resolve_precision
 from cathnet.so3 import random_rotation
@@ -74,7 +75,7 @@ _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchroni
 _RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "backbone_channels", "epoch_size", "val_size", "balance",
+    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance",
 )
 
 
@@ -104,6 +105,7 @@ class TrainConfig:
     sigma: float | None = None
     oriented: bool = False  # aa: environments in the residue's backbone frame
     backbone_channels: bool = False  # aa: own N, C, O and virtual Cβ in channels of their own
+    fields: str | None = None  # cath: oriented input fields (cathnet.fields), e.g. "ss-orientation"
     epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
     val_size: int | None = None  # validate on a fixed seeded subset of this many items
     balance: bool = False  # draw training items with class-balanced probabilities
@@ -148,6 +150,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, device: torch.device) -> torch.Tensor:
     R = None if rotations is None else torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    if batch.directions is not None:
+        x = voxelize_fields(
+            batch.coords.to(device), batch.mask.to(device), batch.channels.to(device), batch.directions.to(device),
+            grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
+        )
+        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
     x = voxelize_batch(
         batch.coords.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
         batch.channels.to(device, non_blocking=True), task.in_channels,
@@ -218,7 +226,8 @@ class _Run:
         except ValueError as exc:
             raise TrainError(str(exc)) from None
         self.out = Path(config.out)
-        self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels)
+        self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels,
+                              fields=config.fields)
         self.voxels = self._voxels()
         self._split_items()
         if config.model not in networks.NETWORKS:
@@ -231,6 +240,8 @@ class _Run:
         kwargs = dict(config.model_kwargs)
         if config.model in networks.GRID_SIZED:
             kwargs.setdefault("grid_size", self.voxels.grid_size)
+        if getattr(self.task, "in_type", None) and config.model in networks.EQUIVARIANT:
+            kwargs.setdefault("in_type", self.task.in_type)
         torch.manual_seed(config.seed)
         try:
             self.model = networks.build(

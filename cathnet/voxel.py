@@ -170,6 +170,7 @@ def voxelize_batch(
     truncate: float = TRUNCATE,
     center: torch.Tensor | None = None,
     rotations: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
     return_outside: bool = False,
 ):
     """Density grids (B, n_channels, N, N, N) float32 of padded atom batches, on ``coords``' device.
@@ -177,7 +178,8 @@ def voxelize_batch(
     ``coords`` (B, A, 3) Å, ``mask`` (B, A) bool marks real atoms, ``channels`` (B, A) long;
     ``center`` (B, 3) defaults to each structure's mean atom position; ``rotations`` (B, 3, 3)
     rotate each structure about its centre (augmentation, e.g. from
-    :func:`cathnet.so3.random_rotation`). Same densities as :func:`voxelize` (positions in
+    :func:`cathnet.so3.random_rotation`); ``weights`` (B, A) scale each atom's density (the
+    components of an oriented field, :mod:`cathnet.fields`). Same densities as :func:`voxelize` (positions in
     float64 where the device has it, sums in float32). With ``return_outside`` also returns
     the (B,) counts of atoms outside the grid. On CUDA the scatter uses atomics: equal to
     float32 rounding, not bit-reproducible.
@@ -206,6 +208,8 @@ def voxelize_batch(
     flat = (base[..., None, None, None] + index[:, :, 0, :, None, None] * n * n
             + index[:, :, 1, None, :, None] * n + index[:, :, 2, None, None, :])
     weight = w[:, :, 0, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 2, None, None, :]
+    if weights is not None:
+        weight = weight * weights.to(weight)[..., None, None, None]
     grid = torch.zeros(B * n_channels * n**3, dtype=torch.float32, device=x.device)
     grid.index_add_(0, flat.reshape(-1), weight.reshape(-1))
     grid = grid.view(B, n_channels, n, n, n)

@@ -14,9 +14,11 @@ from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import PRECISION_HELP, Precision, report_error
 from cathnet.data import DatasetError
+from cathnet.fields import FIELDS
 from cathnet.train import TASKS, TrainConfig, TrainError, train as run_training
 
 Task = Enum("Task", {name: name for name in TASKS}, type=str)
+Fields = Enum("Fields", {name.replace("-", "_"): name for name in FIELDS}, type=str)
 
 
 def parse_splits(value: str, option: str) -> tuple[int, ...]:
@@ -50,6 +52,7 @@ def train(
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
+    fields: Fields = typer.Option(None, "--fields", help="--task cath on a ca-ss dataset: oriented input fields; ss-orientation adds helix and strand directions (order 1) and axes (order 2) at every Cα."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
@@ -84,6 +87,8 @@ def train(
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     if (oriented or backbone_channels) and task is not Task.aa:
         raise typer.BadParameter("--oriented and --backbone-channels apply to --task aa only", param_hint="--task")
+    if fields is not None and task is not Task.cath:
+        raise typer.BadParameter("--fields applies to --task cath only", param_hint="--fields")
     if oriented and augment:
         raise typer.BadParameter("--augment would rotate the environments out of their backbone frame", param_hint="--oriented")
     config = TrainConfig(
@@ -91,7 +96,8 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
-        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels, epoch_size=epoch_size,
+        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels,
+        fields=None if fields is None else fields.value, epoch_size=epoch_size,
         val_size=val_size, balance=balance, device=device, precision=precision.value, seed=seed,
         resume=resume, progress=progress,
     )
