@@ -115,11 +115,15 @@ class FieldType:
         n_gates = self.n_fields - self.mult(0)
         return FieldType([self.mult(0) + n_gates, *self.multiplicities[1:]])
 
-    def representation(self, R, *, dtype=torch.float32) -> torch.Tensor:
-        """Block-diagonal (dim, dim) matrix by which the channels transform under ``R``."""
-        R = np.asarray(R, dtype=np.float64)
+    def representation(self, R, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Block-diagonal (dim, dim) matrix by which the channels transform under ``R``; of
+        ``R``'s dtype and device when ``R`` is a tensor (else float32), unless ``dtype`` is given."""
+        device = R.device if isinstance(R, torch.Tensor) else None
+        dtype = dtype or (R.dtype if isinstance(R, torch.Tensor) else torch.float32)
+        R = np.asarray(R.detach().cpu() if isinstance(R, torch.Tensor) else R, dtype=np.float64)
         blocks = [so3.wigner_D(l, R) for l in self.orders]
-        return torch.as_tensor(scipy.linalg.block_diag(*blocks) if blocks else np.zeros((0, 0)), dtype=dtype)
+        matrix = scipy.linalg.block_diag(*blocks) if blocks else np.zeros((0, 0))
+        return torch.as_tensor(matrix, dtype=dtype, device=device)
 
     def transform(self, x: torch.Tensor, R) -> torch.Tensor:
         """Rotate a feature map (B, dim, X, Y, Z) of this type by ``R``: move the voxels

@@ -17,9 +17,10 @@ class EquivariantAvgPool(nn.Module):
     windows onto windows under the 24 cube rotations: 50 → 25 with ``kernel_size=2,
     stride=2``; 25 → 13 with ``kernel_size=3, stride=2, padding=1``."""
 
-    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
+    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0, field_type: FieldType | None = None):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.in_type = self.out_type = field_type  # any type: None unless told
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for n in x.shape[-3:]:
@@ -38,6 +39,7 @@ class GlobalPool(nn.Module):
     def __init__(self, field_type: FieldType, eps: float = 1e-8):
         super().__init__()
         self.field_type, self.in_type, self.eps = field_type, field_type, eps
+        self.out_type = FieldType([field_type.n_fields])  # invariants
         self.high = FieldType([0, *field_type.multiplicities[1:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
