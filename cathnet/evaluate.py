@@ -69,7 +69,7 @@ def evaluate(
     model, meta = load_model(checkpoint, dev)
     inp = meta["input"]
     task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
-                     backbone_channels=inp.get("backbone_channels"))
+                     backbone_channels=inp.get("backbone_channels"), fields=inp.get("fields"))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")

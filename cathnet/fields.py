@@ -12,6 +12,9 @@ and stays invariant, a plain CNN can only read them as scalars.
 
 Directions are computed from the (rotated) Cα trace at voxelization time, so datasets
 store only Cα positions and secondary-structure channels (``--atoms ca-ss``).
+
+The ``frame`` input of the amino-acid task does the same for a residue environment: the
+residue's own backbone directions as order-1 fields at its Cα (:func:`voxelize_frame`).
 """
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ from cathnet.ss import COIL, chain_segments
 from cathnet.structure import SS_CHANNELS
 from cathnet.voxel import voxelize_batch
 
-__all__ = ["FIELDS", "SS_ORIENTATION", "channel_names", "element_directions", "in_type", "voxelize_fields"]
+__all__ = [
+    "FIELDS", "FRAME", "FRAME_TYPE", "SS_ORIENTATION", "channel_names", "element_directions", "in_type",
+    "voxelize_fields", "voxelize_frame",
+]
 
 SS_ORIENTATION = "ss-orientation"
 #: field set -> input field type: helix / strand / coil densities, helix and strand
@@ -120,3 +126,33 @@ def voxelize_fields(
         channels.reshape(B, -1), len(channel_names(SS_ORIENTATION)), grid_size=grid_size, voxel_size=voxel_size,
         sigma=sigma, center=torch.zeros(B, 3, dtype=x.dtype, device=x.device), weights=weights.reshape(B, -1),
     )
+
+
+#: environment channels of the residue's own N, own C and virtual Cβ (:mod:`cathnet.environments`)
+_FRAME_ATOMS = (4, 5, 7)
+FRAME = "frame"
+FRAME_TYPE = "8x0 + 3x1"
+
+
+def voxelize_frame(
+    coords: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor, *, grid_size: int, voxel_size: float,
+    sigma: float, rotations: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Grids (B, 17, N, N, N) of Cα-centred environments with backbone channels (8 density
+    channels) plus the residue's frame as three order-1 fields at the centre: the unit
+    vectors Cα→N, Cα→C and Cα→Cβ (virtual), each carried by the same Gaussian as an atom
+    at the Cα. The frame rotates with the environment, so an invariant network sees the
+    residue's pose exactly without being given axes."""
+    B = coords.shape[0]
+    x = coords.to(torch.float64)
+    if rotations is not None:
+        x = torch.einsum("bij,baj->bai", rotations.to(x), x)
+    centre = torch.zeros(B, 3, dtype=x.dtype, device=x.device)
+    kw = dict(grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, center=centre)
+    density = voxelize_batch(x, mask, channels, 8, **kw)
+    own = torch.stack([((channels == c) & mask.bool()).to(x.dtype)[..., None].mul(x).sum(1) for c in _FRAME_ATOMS], 1)
+    frame = torch.nn.functional.normalize(own, dim=-1).reshape(B, 9)                      # (B, 3 fields × xyz)
+    ones = torch.ones(B, 9, dtype=torch.bool, device=x.device)
+    vectors = voxelize_batch(torch.zeros(B, 9, 3, dtype=x.dtype, device=x.device), ones,
+                             torch.arange(9, device=x.device).expand(B, 9), 9, weights=frame, **kw)
+    return torch.cat([density, vectors], dim=1)

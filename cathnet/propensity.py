@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
+from cathnet.fields import FRAME, voxelize_frame
 from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure
 from cathnet.voxel import voxelize_batch
@@ -94,6 +95,7 @@ class PropensityModel:
         self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
         self.backbone_channels = bool(inp.get("backbone_channels", False))
         self.needs_frame = self.oriented or self.backbone_channels
+        self.fields: str | None = inp.get("fields")
         self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
         self.n_channels = inp["n_channels"]
         if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
@@ -109,11 +111,14 @@ class PropensityModel:
         (coordinates relative to the Cα, channels), on the model's device; with
         ``rotations`` (K, 3, 3), (B·K, C, N, N, N): every environment under every rotation."""
         coords, channels, mask = (torch.from_numpy(a).to(self.device) for a in pad_environments(envs))
-        R = None
+        R: torch.Tensor | None = None
         if rotations is not None:
             k = len(rotations)
             coords, channels, mask = (t.repeat_interleave(k, 0) for t in (coords, channels, mask))
             R = torch.as_tensor(np.asarray(rotations), dtype=torch.float32, device=self.device).repeat(len(envs), 1, 1)
+        if self.fields == FRAME:
+            return voxelize_frame(coords, mask, channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
+                                  sigma=self.sigma, rotations=R)
         return voxelize_batch(
             coords, mask, channels, self.n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
             sigma=self.sigma, center=torch.zeros(len(coords), 3, device=self.device), rotations=R,

@@ -120,12 +120,19 @@ class AminoAcidTask:
     name = "aa"
     voxels = Voxels(16, 1.5, 0.75)  # 24 Å box around the 12 Å sphere
 
-    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False):
+    def __init__(self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False,
+                 fields: str | None = None):
         self.data = EnvironmentData(data)
         self.oriented, self.radius, self.backbone_channels = oriented, radius, backbone_channels
         if backbone_channels and self.data.res_o is None:
             raise DatasetError(f"{data}: built before backbone channels existed; rebuild it with --atoms environment")
         self.channel_names = channel_names(backbone_channels)
+        self.fields, self.in_type = fields, None
+        if fields is not None:
+            if fields != input_fields.FRAME or not backbone_channels or oriented:
+                raise TrainError(f"--fields for --task aa: only {input_fields.FRAME}, with --backbone-channels and without --oriented")
+            self.in_type = input_fields.FRAME_TYPE
+            self.channel_names += tuple(f"{a}.{c}" for a in ("N", "C", "CB") for c in "xyz")
         self.in_channels = len(self.channel_names)
         self.n_classes = len(AMINO_ACIDS)
         self.labels = self.data.res_labels
@@ -150,6 +157,7 @@ class AminoAcidTask:
             "input": {
                 "atoms": "environment", "centre": "CA", "n_channels": self.in_channels, "channels": list(self.channel_names),
                 "radius": self.radius, "oriented": self.oriented, "backbone_channels": self.backbone_channels,
+                **({"fields": self.fields, "in_type": self.in_type} if self.fields else {}),
             },
             "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits,
@@ -167,7 +175,5 @@ def make_task(name: str, data: str | Path, **options):
         raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     if name == "cath" and (options.get("oriented") or options.get("backbone_channels")):
         raise TrainError("--oriented and --backbone-channels only apply to --task aa")
-    if name == "aa" and options.get("fields"):
-        raise TrainError("--fields applies to --task cath only")
-    keys = ("oriented", "radius", "backbone_channels") if name == "aa" else ("fields",)
+    keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields",)
     return TASKS[name](data, **{k: v for k, v in options.items() if k in keys and v is not None})

@@ -50,7 +50,7 @@ from cathnet.checkpoint import (
     save_model,
 )
 from cathnet.fileio import atomic_write, write_json
-from cathnet.fields import voxelize_fields
+from cathnet.fields import FRAME, voxelize_fields, voxelize_frame
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.precision import autocast, resolve_precision
 from cathnet.so3 import random_rotation
@@ -105,7 +105,7 @@ class TrainConfig:
     sigma: float | None = None
     oriented: bool = False  # aa: environments in the residue's backbone frame
     backbone_channels: bool = False  # aa: own N, C, O and virtual Cβ in channels of their own
-    fields: str | None = None  # cath: oriented input fields (cathnet.fields), e.g. "ss-orientation"
+    fields: str | None = None  # oriented input fields (cathnet.fields): cath "ss-orientation", aa "frame"
     epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
     val_size: int | None = None  # validate on a fixed seeded subset of this many items
     balance: bool = False  # draw training items with class-balanced probabilities
@@ -150,6 +150,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, device: torch.device) -> torch.Tensor:
     R = None if rotations is None else torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    if getattr(task, "fields", None) == FRAME:
+        x = voxelize_frame(batch.coords.to(device), batch.mask.to(device), batch.channels.to(device),
+                           grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R)
+        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
     if batch.directions is not None:
         x = voxelize_fields(
             batch.coords.to(device), batch.mask.to(device), batch.channels.to(device), batch.directions.to(device),

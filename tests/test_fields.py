@@ -104,3 +104,40 @@ def test_train_and_predict_with_fields(tmp_path):
     build_dataset(FIXTURES, tmp_path / "ca.npz", labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1)
     with pytest.raises(TrainError, match="ca-ss"):
         train(replace(config, data=str(tmp_path / "ca.npz"), out=str(tmp_path / "r2")))
+
+
+def _envs(n=4):
+    from cathnet.environments import pad_environments, residue_environments
+
+    envs = residue_environments(read_structure(FIXTURES / "1fd3A00.pdb"), backbone_channels=True)[:n]
+    return envs, [torch.from_numpy(a) for a in pad_environments([(e.coords, e.channels) for e in envs])]
+
+
+def test_frame_fields_are_the_backbone_directions_and_rotate_exactly():
+    envs, (c, ch, m) = _envs()
+    TF = FieldType.parse(fields.FRAME_TYPE)
+    kw = dict(grid_size=16, voxel_size=1.5, sigma=0.75)
+    g = fields.voxelize_frame(c, m, ch, **kw)
+    assert g.shape == (4, TF.dim, 16, 16, 16)
+    e = envs[0]
+    n_dir = e.coords[e.channels == 4][0] / np.linalg.norm(e.coords[e.channels == 4][0])
+    centre = g[0, 8:11].sum((1, 2, 3)).numpy()  # the Cα→N field: a unit Gaussian times the direction
+    np.testing.assert_allclose(centre / np.linalg.norm(centre), n_dir, atol=1e-5)
+    errs = [(fields.voxelize_frame(c, m, ch, rotations=torch.as_tensor(R)[None].expand(4, 3, 3), **kw)
+             - TF.transform(g, R)).abs().max().item() for R in CUBE]
+    assert max(errs) < 1e-6
+
+
+def test_train_and_predict_amino_acids_with_frame_fields(tmp_path):
+    path = tmp_path / "env.npz"
+    build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", atoms="environment", n_splits=N_SPLITS, seed=0)
+    config = replace(tiny_config(path, tmp_path / "run"), task="aa", model="se3-env", backbone_channels=True,
+                     fields=fields.FRAME, grid_size=None, voxel_size=None, batch_size=32, epoch_size=64, val_size=48,
+                     epochs=1, model_kwargs={"widths": [[4, 2, 1], [4, 2, 1]], "head_scalars": 16})
+    train(config)
+    model = load_model(tmp_path / "run" / "best.json", precision="fp32")
+    assert model.meta["input"]["in_type"] == fields.FRAME_TYPE and model.n_channels == 17
+    residues = model.predict(FIXTURES / "1fd3A00.pdb", rotations=2)
+    assert len(residues) > 10 and all(np.isclose(r.probabilities.sum(), 1, atol=1e-4) for r in residues)
+    with pytest.raises(TrainError, match="backbone-channels"):
+        train(replace(config, backbone_channels=False, out=str(tmp_path / "r2")))

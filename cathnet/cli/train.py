@@ -14,11 +14,11 @@ from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
 from cathnet.cli.common import PRECISION_HELP, Precision, report_error
 from cathnet.data import DatasetError
-from cathnet.fields import FIELDS
+from cathnet.fields import FIELDS, FRAME
 from cathnet.train import TASKS, TrainConfig, TrainError, train as run_training
 
 Task = Enum("Task", {name: name for name in TASKS}, type=str)
-Fields = Enum("Fields", {name.replace("-", "_"): name for name in FIELDS}, type=str)
+Fields = Enum("Fields", {name.replace("-", "_"): name for name in (*FIELDS, FRAME)}, type=str)
 
 
 def parse_splits(value: str, option: str) -> tuple[int, ...]:
@@ -52,7 +52,7 @@ def train(
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
-    fields: Fields = typer.Option(None, "--fields", help="--task cath on a ca-ss dataset: oriented input fields; ss-orientation adds helix and strand directions (order 1) and axes (order 2) at every Cα."),
+    fields: Fields = typer.Option(None, "--fields", help="Oriented input fields: --task cath on a ca-ss dataset: ss-orientation (helix and strand directions, order 1, and axes, order 2, at every Cα); --task aa with --backbone-channels: frame (Cα→N, Cα→C, Cα→Cβ as order-1 fields at the centre)."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
@@ -87,8 +87,8 @@ def train(
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     if (oriented or backbone_channels) and task is not Task.aa:
         raise typer.BadParameter("--oriented and --backbone-channels apply to --task aa only", param_hint="--task")
-    if fields is not None and task is not Task.cath:
-        raise typer.BadParameter("--fields applies to --task cath only", param_hint="--fields")
+    if fields is not None and (fields.value == FRAME) != (task is Task.aa):
+        raise typer.BadParameter(f"--fields {fields.value} does not apply to --task {task.value}", param_hint="--fields")
     if oriented and augment:
         raise typer.BadParameter("--augment would rotate the environments out of their backbone frame", param_hint="--oriented")
     config = TrainConfig(
