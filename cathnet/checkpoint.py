@@ -65,7 +65,7 @@ def save_model(stem: str | Path, model: nn.Module, metadata: dict) -> dict:
             "name": model.config["name"],
             "config": model.config,
             "n_parameters": networks.n_parameters(model),
-            "equivariant": model.config["name"] in networks.EQUIVARIANT,
+            "equivariant": networks.is_equivariant(model.config),
         },
         "weights": {"file": weights.name, "sha256": hashlib.sha256(blob).hexdigest()},
     }
@@ -97,7 +97,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise CheckpointError(f"{weights}: checksum does not match {stem}.json (corrupt or replaced)")
     try:
         model = networks.from_config(meta["network"]["config"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{stem}.json: cannot rebuild network ({exc})") from None
     model.load_state_dict(st_load(blob))
     return model.to(device).eval(), meta

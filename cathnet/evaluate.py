@@ -11,6 +11,7 @@ import torch
 
 from cathnet.checkpoint import load_model
 from cathnet.fileio import atomic_write
+from cathnet.precision import resolve_precision
 from cathnet.so3 import random_rotation
 from cathnet.train import TrainError, Voxels, make_task, predict, resolve_device
 
@@ -47,6 +48,7 @@ def evaluate(
     rotations: int = 8,
     batch_size: int = 32,
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 0,
     max_items: int | None = None,
     on_start=None,
@@ -56,13 +58,18 @@ def evaluate(
     splits). ``rotations`` extra passes rotate every structure by an independent
     Haar-random rotation (seeded); reported per pass: accuracy and agreement of the
     top-1 prediction with the unrotated one. ``max_items`` evaluates a seeded uniform
-    sample of that many items (e.g. residues). ``on_start(n_items)`` and ``on_batch(n)``
+    sample of that many items (e.g. residues). ``precision``: auto, fp32 or bf16
+    (:mod:`cathnet.precision`). ``on_start(n_items)`` and ``on_batch(n)``
     report progress."""
     dev = resolve_device(device)
+    try:
+        precision = resolve_precision(precision, dev)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     model, meta = load_model(checkpoint, dev)
     inp = meta["input"]
     task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
-                     backbone_channels=inp.get("backbone_channels"))
+                     backbone_channels=inp.get("backbone_channels"), fields=inp.get("fields"))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
@@ -83,7 +90,8 @@ def evaluate(
     y = task.labels[items]
 
     def run(R=None):
-        return predict(model, task, items, voxels, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch)
+        return predict(model, task, items, voxels, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch,
+                       precision=precision)
 
     logits = run()
     reference = logits.argmax(1).numpy()
@@ -120,6 +128,7 @@ def evaluate(
         "max_items_seed": seed if max_items is not None and max_items < n_in_splits else None,
         "classes": {"codes": codes, "names": meta["classes"]["names"]},
         "device": str(dev),
+        "precision": precision,
         **result,
     }
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cathnet import checkpoint, so3
+from cathnet import checkpoint, fields, so3
 from cathnet import nn as enn
 from cathnet.models import DEFAULT_MODEL, DEFAULT_MODELS, available_models, models_dir
-from cathnet.structure import Structure, StructureError, read_structure, select_atoms
+from cathnet.precision import autocast, resolve_precision
+from cathnet.structure import Structure, StructureError, read_structure, select_atoms, selection_mask
 from cathnet.voxel import voxelize
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
@@ -62,12 +63,16 @@ class Prediction:
 class ArchitectureModel:
     """A trained network with its voxelization and class metadata."""
 
-    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+    def __init__(
+        self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"
+    ):
         self.meta = meta
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.selection = inp["atoms"]
+        self.fields: str | None = inp.get("fields")
         self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
         self.n_channels = inp["n_channels"]
         self.codes: list[str] = list(meta["classes"]["codes"])
@@ -79,12 +84,29 @@ class ArchitectureModel:
         coords, channels, n_channels = select_atoms(structure, self.selection)  # once for all rotations
         if len(coords) == 0:
             raise StructureError(structure.path, f"no {self.selection} atoms")
+        if self.fields is not None:
+            return self._field_grids(structure, coords, channels, rotations)
         out = [
             voxelize(coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
                      sigma=self.sigma, rotation=R)
             for R in rotations
         ]
         return np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out)
+
+    def _field_grids(self, structure: Structure, coords, ss, rotations) -> tuple[np.ndarray, int, int]:
+        """:meth:`grids` of a model with oriented input fields (:mod:`cathnet.fields`)."""
+        chain = structure.chain[selection_mask(structure, self.selection)]
+        directions = fields.element_directions(coords, chain[1:] == chain[:-1])
+        k = len(rotations)
+        R = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
+        rel = coords.astype(np.float64) - coords.astype(np.float64).mean(0)
+        beyond = np.abs(np.einsum("kij,aj->kai", R, rel)) >= self.grid_size * self.voxel_size / 2
+        outside = int(beyond.any(-1).sum(1).max())
+        grids = fields.voxelize_fields(
+            *(torch.from_numpy(np.repeat(a[None], k, 0)) for a in (coords, np.ones(len(coords), bool), ss, directions)),
+            grid_size=self.grid_size, voxel_size=self.voxel_size, sigma=self.sigma, rotations=torch.from_numpy(R),
+        )
+        return grids.numpy(), len(coords), outside
 
     def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
         """(C, N, N, N) input grid, number of atoms, number outside the box."""
@@ -95,7 +117,9 @@ class ArchitectureModel:
     def probabilities(self, grids: np.ndarray) -> np.ndarray:
         """Softmax over the classes for a stack of grids (B, C, N, N, N)."""
         x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
-        return torch.softmax(self.network(x).float(), dim=1).cpu().numpy()
+        with autocast(self.precision, self.device):
+            logits = self.network(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def _units(
         self, source, chain: str | None, residues: str | None, per_chain: bool
@@ -186,12 +210,17 @@ def _label(source) -> str:
     return str(source.path if isinstance(source, Structure) else source)
 
 
-def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True):
+def load_model(
+    name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True,
+    precision: str = "auto",
+):
     """A released model by name (``"cath-arch"``, ``"aa-propensity"``, see
     :func:`available_models`) or by path to its ``.json``/``.safetensors``/stem or a
     training folder: an :class:`ArchitectureModel` or a
     :class:`~cathnet.propensity.PropensityModel`, after the model's task. With ``collapse``
-    every steerable convolution becomes a plain ``conv3d``."""
+    every steerable convolution becomes a plain ``conv3d``. ``precision``: auto, fp32 or
+    bf16 (:mod:`cathnet.precision`; auto is bf16 on CPUs with native bf16 and on CUDA)."""
+    precision = resolve_precision(precision, torch.device(device))  # a bad name is the caller's error
     path = Path(name)
     if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
         candidate = models_dir() / str(name)
@@ -208,7 +237,7 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.d
         from cathnet.propensity import PropensityModel
 
         try:
-            return PropensityModel(network, meta, device)
+            return PropensityModel(network, meta, device, precision)
         except (KeyError, ValueError) as exc:
             raise checkpoint.CheckpointError(f"{path}: not a usable amino-acid model ({exc})") from None
-    return ArchitectureModel(network, meta, device)
+    return ArchitectureModel(network, meta, device, precision)

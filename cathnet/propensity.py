@@ -32,6 +32,8 @@ from scipy.spatial import cKDTree
 
 from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
+from cathnet.fields import FRAME, voxelize_frame
+from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure
 from cathnet.voxel import voxelize_batch
 
@@ -84,14 +86,18 @@ class PropensityModel:
 
     task = "aa"
 
-    def __init__(self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
+    def __init__(
+        self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"
+    ):
         self.meta = meta
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.network = network.to(self.device).eval()
         inp = meta["input"]
         self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
         self.backbone_channels = bool(inp.get("backbone_channels", False))
         self.needs_frame = self.oriented or self.backbone_channels
+        self.fields: str | None = inp.get("fields")
         self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
         self.n_channels = inp["n_channels"]
         if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
@@ -107,11 +113,14 @@ class PropensityModel:
         (coordinates relative to the Cα, channels), on the model's device; with
         ``rotations`` (K, 3, 3), (B·K, C, N, N, N): every environment under every rotation."""
         coords, channels, mask = (torch.from_numpy(a).to(self.device) for a in pad_environments(envs))
-        R = None
+        R: torch.Tensor | None = None
         if rotations is not None:
             k = len(rotations)
             coords, channels, mask = (t.repeat_interleave(k, 0) for t in (coords, channels, mask))
             R = torch.as_tensor(np.asarray(rotations), dtype=torch.float32, device=self.device).repeat(len(envs), 1, 1)
+        if self.fields == FRAME:
+            return voxelize_frame(coords, mask, channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
+                                  sigma=self.sigma, rotations=R)
         return voxelize_batch(
             coords, mask, channels, self.n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
             sigma=self.sigma, center=torch.zeros(len(coords), 3, device=self.device), rotations=R,
@@ -123,7 +132,10 @@ class PropensityModel:
     ) -> np.ndarray:
         """(B, 20) softmax for a list of environments; with ``rotations`` (K, 3, 3) the mean
         softmax over the environment rotated by each (smooths the grid's discretisation)."""
-        p = torch.softmax(self.network(self.grids(envs, rotations)).float(), dim=1).cpu().numpy()
+        x = self.grids(envs, rotations)
+        with autocast(self.precision, self.device):
+            logits = self.network(x)
+        p = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return p if rotations is None else p.reshape(len(envs), len(rotations), -1).mean(1)
 
     def environments(

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from cathnet import fields as input_fields
 from cathnet.data import CathData, DatasetError, EnvironmentData
 from cathnet.environments import AMINO_ACIDS, ONE_LETTER, RADIUS, channel_names, pad_environments
 
@@ -37,6 +38,7 @@ class Batch(NamedTuple):
     channels: torch.Tensor  # (B, A) long
     targets: torch.Tensor  # (B,) long
     center: torch.Tensor | None = None  # (B, 3) grid centres; None: mean atom position
+    directions: torch.Tensor | None = None  # (B, A, 3) element directions of oriented input fields
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,26 @@ def _batch(atoms: list[tuple[np.ndarray, np.ndarray]], targets: np.ndarray, cent
 
 
 class CathTask:
-    """CATH architecture classification: one grid per domain, label = architecture."""
+    """CATH architecture classification: one grid per domain, label = architecture.
+    ``fields`` (e.g. ``ss-orientation``, :mod:`cathnet.fields`) adds oriented input fields
+    to a ``ca-ss`` dataset; ``in_type`` is then the input's field type."""
 
     name = "cath"
     voxels = Voxels(50, 2.0, 1.0)
 
-    def __init__(self, data: str | Path):
+    def __init__(self, data: str | Path, *, fields: str | None = None):
         self.data = CathData(data)
+        self.fields = fields
+        self.in_type: str | None = None
         self.in_channels = self.data.n_channels
+        if fields is not None:
+            if fields not in input_fields.FIELDS:
+                known = ", ".join(input_fields.FIELDS)
+                raise TrainError(f"--fields: unknown input fields {fields!r}; available: {known}")
+            if self.data.meta["atoms"] != "ca-ss":
+                raise TrainError(f"--fields {fields} needs a dataset of --atoms ca-ss, not {self.data.meta['atoms']}")
+            self.in_type = input_fields.FIELDS[fields]
+            self.in_channels = len(input_fields.channel_names(fields))
         self.n_classes = self.data.n_classes
         self.labels = self.data.labels
         self.n_splits = self.data.n_splits
@@ -76,13 +90,21 @@ class CathTask:
         return self.data.indices(splits)
 
     def batch(self, items: np.ndarray) -> Batch:
-        return _batch([self.data.atoms(i) for i in items], self.labels[items], centred=False)
+        atoms = [self.data.atoms(i) for i in items]
+        batch = _batch(atoms, self.labels[items], centred=False)
+        if self.fields is None:
+            return batch
+        directions = np.zeros(batch.coords.shape, np.float32)
+        for b, (xyz, _) in enumerate(atoms):
+            directions[b, : len(xyz)] = input_fields.element_directions(xyz)
+        return batch._replace(directions=torch.from_numpy(directions))
 
     def metadata(self) -> dict:
         d = self.data
         return {
             "task": self.name,
-            "input": {"atoms": d.meta["atoms"], "n_channels": d.n_channels},
+            "input": {"atoms": d.meta["atoms"], "n_channels": self.in_channels,
+                      **({"fields": self.fields, "in_type": self.in_type} if self.fields else {})},
             "classes": {"codes": d.class_codes, "names": d.class_names},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits},
         }
@@ -101,13 +123,23 @@ class AminoAcidTask:
     voxels = Voxels(16, 1.5, 0.75)  # 24 Å box around the 12 Å sphere
 
     def __init__(
-        self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False
+        self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False,
+        fields: str | None = None,
     ):
         self.data = EnvironmentData(data)
         self.oriented, self.radius, self.backbone_channels = oriented, radius, backbone_channels
         if backbone_channels and self.data.res_o is None:
             raise DatasetError(f"{data}: built before backbone channels existed; rebuild it with --atoms environment")
         self.channel_names = channel_names(backbone_channels)
+        self.fields, self.in_type = fields, None
+        if fields is not None:
+            if fields != input_fields.FRAME or not backbone_channels or oriented:
+                raise TrainError(
+                    f"--fields for --task aa: only {input_fields.FRAME}, "
+                    "with --backbone-channels and without --oriented"
+                )
+            self.in_type = input_fields.FRAME_TYPE
+            self.channel_names += tuple(f"{a}.{c}" for a in ("N", "C", "CB") for c in "xyz")
         self.in_channels = len(self.channel_names)
         self.n_classes = len(AMINO_ACIDS)
         self.labels = self.data.res_labels
@@ -133,6 +165,7 @@ class AminoAcidTask:
                 "atoms": "environment", "centre": "CA", "n_channels": self.in_channels,
                 "channels": list(self.channel_names),
                 "radius": self.radius, "oriented": self.oriented, "backbone_channels": self.backbone_channels,
+                **({"fields": self.fields, "in_type": self.in_type} if self.fields else {}),
             },
             "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits,
@@ -150,4 +183,5 @@ def make_task(name: str, data: str | Path, **options):
         raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     if name == "cath" and (options.get("oriented") or options.get("backbone_channels")):
         raise TrainError("--oriented and --backbone-channels only apply to --task aa")
-    return TASKS[name](data, **({k: v for k, v in options.items() if v is not None} if name == "aa" else {}))
+    keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields",)
+    return TASKS[name](data, **{k: v for k, v in options.items() if k in keys and v is not None})

@@ -48,8 +48,10 @@ from cathnet.checkpoint import (
     read_json,
     save_model,
 )
+from cathnet.fields import FRAME, voxelize_fields, voxelize_frame
 from cathnet.fileio import atomic_write, write_json
 from cathnet.nn import convert_sync_batchnorm
+from cathnet.precision import autocast, resolve_precision
 from cathnet.so3 import random_rotation
 from cathnet.tasks import TASKS, Batch, TrainError, Voxels, make_task
 from cathnet.voxel import voxelize_batch
@@ -72,7 +74,7 @@ _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchroni
 _RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "backbone_channels", "epoch_size", "val_size", "balance",
+    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance",
 )
 
 
@@ -102,10 +104,12 @@ class TrainConfig:
     sigma: float | None = None
     oriented: bool = False  # aa: environments in the residue's backbone frame
     backbone_channels: bool = False  # aa: own N, C, O and virtual Cβ in channels of their own
+    fields: str | None = None  # oriented input fields (cathnet.fields): cath "ss-orientation", aa "frame"
     epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
     val_size: int | None = None  # validate on a fixed seeded subset of this many items
     balance: bool = False  # draw training items with class-balanced probabilities
     device: str = "auto"
+    precision: str = "auto"  # auto, fp32 or bf16 (autocast; see cathnet.precision)
     seed: int = 0
     resume: bool = False
     progress: bool = True
@@ -145,6 +149,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, device: torch.device) -> torch.Tensor:
     R = None if rotations is None else torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    if getattr(task, "fields", None) == FRAME:
+        x = voxelize_frame(batch.coords.to(device), batch.mask.to(device), batch.channels.to(device),
+                           grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R)
+        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
+    if batch.directions is not None:
+        x = voxelize_fields(
+            batch.coords.to(device), batch.mask.to(device), batch.channels.to(device), batch.directions.to(device),
+            grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
+        )
+        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
     x = voxelize_batch(
         batch.coords.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
         batch.channels.to(device, non_blocking=True), task.in_channels,
@@ -157,17 +171,20 @@ def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, 
 @torch.no_grad()
 def predict(
     model: nn.Module, task, items: np.ndarray, voxels: Voxels, *, device: torch.device,
-    batch_size: int = 32, rotations: np.ndarray | None = None, on_batch=None,
+    batch_size: int = 32, rotations: np.ndarray | None = None, on_batch=None, precision: str = "auto",
 ) -> torch.Tensor:
     """Logits (len(items), n_classes) float32 on CPU, in eval mode; ``rotations``
-    (len(items), 3, 3) rotates each structure before voxelization."""
+    (len(items), 3, 3) rotates each structure before voxelization; ``precision`` as in
+    :mod:`cathnet.precision`."""
     model.eval()
+    precision = resolve_precision(precision, device)
     out = []
     for lo in range(0, len(items), batch_size):
         batch = task.batch(items[lo: lo + batch_size])
         R = None if rotations is None else rotations[lo: lo + batch_size]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model(_voxelize(batch, task, voxels, R, device)).float().cpu())
+        x = _voxelize(batch, task, voxels, R, device)
+        with autocast(precision, device):
+            out.append(model(x).float().cpu())
         if on_batch:
             on_batch(len(batch.targets))
     return torch.cat(out) if out else torch.zeros(0, task.n_classes)
@@ -207,8 +224,13 @@ class _Run:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        try:
+            self.precision = resolve_precision(config.precision, self.device)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
         self.out = Path(config.out)
-        self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels)
+        self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels,
+                              fields=config.fields)
         self.voxels = self._voxels()
         self._split_items()
         if config.model not in networks.NETWORKS:
@@ -221,6 +243,8 @@ class _Run:
         kwargs = dict(config.model_kwargs)
         if config.model in networks.GRID_SIZED:
             kwargs.setdefault("grid_size", self.voxels.grid_size)
+        if getattr(self.task, "in_type", None) and config.model in networks.EQUIVARIANT:
+            kwargs.setdefault("in_type", self.task.in_type)
         torch.manual_seed(config.seed)
         try:
             self.model = networks.build(
@@ -332,7 +356,7 @@ class _Run:
         meta["training"] = {
             **{k: v for k, v in asdict(c).items() if k not in ("data", "out", "resume", "progress", "device")},
             **asdict(self.voxels),
-            "augment": self.augment, "world_size": self.world,
+            "augment": self.augment, "world_size": self.world, "precision": self.precision,
         }
         meta["metrics"] = metrics
         counts = np.bincount(self.task.labels[self.train_items], minlength=self.task.n_classes)
@@ -407,7 +431,7 @@ class _Run:
             batch = self.task.batch(order[local])
             x = _voxelize(batch, self.task, self.voxels, None if rotations is None else rotations[local], self.device)
             y = batch.targets.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with autocast(self.precision, self.device):
                 logits = self.net(x).float()
             batch_loss = F.cross_entropy(logits, y, reduction="sum")
             loss = batch_loss * (world / size) + _penalty(self.penalised, c.l1, c.l2)
@@ -431,7 +455,8 @@ class _Run:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, 0)
         items = self.val_items[self.rank:: self.world]
-        logits = predict(self.model, self.task, items, self.voxels, device=self.device, batch_size=self.config.batch_size)
+        logits = predict(self.model, self.task, items, self.voxels, device=self.device, batch_size=self.config.batch_size,
+                         precision=self.precision)
         y = torch.from_numpy(self.task.labels[items].astype(np.int64))
         loss = F.cross_entropy(logits, y, reduction="sum").item() if len(items) else 0.0
         loss, correct, n = _all_reduce([loss, (logits.argmax(1) == y).sum().item(), len(items)], self.device, self.world)
@@ -444,7 +469,7 @@ class _Run:
             self.console.print(
                 f"{c.model}: {networks.n_parameters(self.model):,} parameters, task {c.task}, {len(self.train_items)} train / "
                 f"{len(self.val_items)} val items, {len(self._order(1))} per epoch, grid {self.voxels.grid_size}³ × "
-                f"{self.voxels.voxel_size} Å, augment={self.augment}, device={self.device}, processes={self.world}"
+                f"{self.voxels.voxel_size} Å, augment={self.augment}, device={self.device}, {self.precision}, processes={self.world}"
             )
         columns = (
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

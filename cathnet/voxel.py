@@ -16,8 +16,8 @@ Each atom adds exp(−|p − x|² / 2σ²) at the voxel centres p of its stencil
 it holds the voxels with |p_a − x_a| ≤ truncate·σ for a = x, y, z, a box containing the sphere
 of that radius. The Gaussian factorises into three 1-D stencils, which is how :func:`voxelize`
 (numpy) and :func:`voxelize_batch` (torch, any device) compute it; :func:`voxelize_dense`
-evaluates every atom at every voxel and is the reference. torch is imported on first use of
-:func:`voxelize_batch`, so that numpy-only callers (``cathnet voxelize``) never load it.
+evaluates every atom at every voxel and is the reference. torch is imported by the functions
+that use it, so that numpy-only callers (``cathnet voxelize``) never load it.
 
 An atom is *outside* when its centre is not strictly inside the grid's extent, i.e.
 |x_a − centre_a| ≥ N·voxel_size/2 along some axis (the centre is not in any voxel's cell). It
@@ -166,6 +166,44 @@ def voxelize_dense(
     return VoxelGrid(grid.astype(np.float32), n_outside)
 
 
+#: :func:`voxelize_batch` sums separable stencils with matrix products (dense) rather than
+#: scattering every stencil voxel when ``N³ · channels ≤ DENSE_RATIO · W³`` (W: stencil width):
+#: on CPUs one scattered voxel costs about as much as 2,000 multiply-adds of a matrix product.
+DENSE_RATIO = 2000
+
+
+def _scatter(index: torch.Tensor, w: torch.Tensor, ch: torch.Tensor, n_channels: int, n: int) -> torch.Tensor:
+    """Grids (B, C, n, n, n): every atom's W³ stencil voxels added one by one."""
+    import torch
+
+    B = index.shape[0]
+    base = (torch.arange(B, device=index.device)[:, None] * n_channels + ch) * n**3          # (B, A)
+    flat = (base[..., None, None, None] + index[:, :, 0, :, None, None] * n * n
+            + index[:, :, 1, None, :, None] * n + index[:, :, 2, None, None, :])
+    weight = w[:, :, 0, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 2, None, None, :]
+    grid = torch.zeros(B * n_channels * n**3, dtype=torch.float32, device=index.device)
+    grid.index_add_(0, flat.reshape(-1), weight.reshape(-1))
+    return grid.view(B, n_channels, n, n, n)
+
+
+def _dense(index: torch.Tensor, w: torch.Tensor, ch: torch.Tensor, n_channels: int, n: int) -> torch.Tensor:
+    """Grids (B, C, n, n, n) as Σ_atoms x ⊗ y ⊗ z of the atoms' 1-D stencils spread over the
+    grid: per structure one (n², A) @ (A, C·n) matrix product, in chunks of ≤ 2²² elements."""
+    import torch
+
+    B, A = w.shape[:2]
+    axis = torch.zeros(B, A, 3, n, dtype=w.dtype, device=w.device).scatter_add_(-1, index, w)
+    onehot = torch.nn.functional.one_hot(ch, n_channels).to(w.dtype)                      # (B, A, C)
+    out = torch.empty(B, n * n, n_channels * n, dtype=w.dtype, device=w.device)
+    step = max(1, 2**22 // max(1, A * n * max(n, n_channels)))
+    for lo in range(0, B, step):
+        ax = axis[lo: lo + step]
+        xy = (ax[:, :, 0, :, None] * ax[:, :, 1, None, :]).flatten(2)                    # (b, A, n²)
+        zc = (onehot[lo: lo + step, :, :, None] * ax[:, :, 2, None, :]).flatten(2)        # (b, A, C·n)
+        torch.bmm(xy.transpose(1, 2), zc, out=out[lo: lo + step])
+    return out.view(B, n, n, n_channels, n).permute(0, 3, 1, 2, 4).contiguous()
+
+
 def voxelize_batch(
     coords: torch.Tensor,
     mask: torch.Tensor,
@@ -178,6 +216,7 @@ def voxelize_batch(
     truncate: float = TRUNCATE,
     center: torch.Tensor | None = None,
     rotations: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
     return_outside: bool = False,
 ):
     """Density grids (B, n_channels, N, N, N) float32 of padded atom batches, on ``coords``' device.
@@ -185,7 +224,8 @@ def voxelize_batch(
     ``coords`` (B, A, 3) Å, ``mask`` (B, A) bool marks real atoms, ``channels`` (B, A) long;
     ``center`` (B, 3) defaults to each structure's mean atom position; ``rotations`` (B, 3, 3)
     rotate each structure about its centre (augmentation, e.g. from
-    :func:`cathnet.so3.random_rotation`). Same densities as :func:`voxelize` (positions in
+    :func:`cathnet.so3.random_rotation`); ``weights`` (B, A) scale each atom's density (the
+    components of an oriented field, :mod:`cathnet.fields`). Same densities as :func:`voxelize` (positions in
     float64 where the device has it, sums in float32). With ``return_outside`` also returns
     the (B,) counts of atoms outside the grid. On CUDA the scatter uses atomics: equal to
     float32 rounding, not bit-reproducible.
@@ -193,7 +233,6 @@ def voxelize_batch(
     import torch
 
     _check(grid_size, voxel_size, sigma, truncate)
-    B = coords.shape[0]
     mask = mask.to(torch.bool)
     dtype = torch.float32 if coords.device.type == "mps" else torch.float64
     x = torch.where(mask[..., None], coords.to(dtype), 0.0)  # padding may hold anything
@@ -212,13 +251,13 @@ def voxelize_batch(
     if ((ch < 0) | (ch >= n_channels))[mask].any():
         raise ValueError(f"channels of real atoms must be in 0..{n_channels - 1}")
     ch = torch.where(inside, ch, 0)
-    base = (torch.arange(B, device=x.device)[:, None] * n_channels + ch) * n**3          # (B, A)
-    flat = (base[..., None, None, None] + index[:, :, 0, :, None, None] * n * n
-            + index[:, :, 1, None, :, None] * n + index[:, :, 2, None, None, :])
-    weight = w[:, :, 0, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 2, None, None, :]
-    grid = torch.zeros(B * n_channels * n**3, dtype=torch.float32, device=x.device)
-    grid.index_add_(0, flat.reshape(-1), weight.reshape(-1))
-    grid = grid.view(B, n_channels, n, n, n)
+    if weights is not None:
+        one = torch.ones_like(w[..., 0, 0])
+        w = w * torch.stack([weights.to(w), one, one], -1)[..., None]
+    if n**3 * n_channels <= DENSE_RATIO * index.shape[-1] ** 3:
+        grid = _dense(index, w, ch, n_channels, n)
+    else:
+        grid = _scatter(index, w, ch, n_channels, n)
     if return_outside:
         return grid, (mask & ~inside).sum(1)
     return grid

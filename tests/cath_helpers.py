@@ -28,7 +28,7 @@ def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(
         data=str(data), model="cnn-compact", out=str(out), model_kwargs={"widths": [8, 16, 16, 16]},
         epochs=2, batch_size=8, lr=1e-3, burn_in=1, lr_decay=0.5, val_splits=(2,), test_splits=(3,),
-        grid_size=24, voxel_size=4.0, device="cpu", progress=False,
+        grid_size=24, voxel_size=4.0, device="cpu", precision="fp32", progress=False,
     )
     return replace(base, **changes)
 

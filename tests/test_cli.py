@@ -5,10 +5,11 @@ import sys
 from typer.testing import CliRunner
 
 import cathnet
-from cathnet import networks
+from cathnet import fields, networks
 from cathnet.cli import app
 from cathnet.cli.common import Task
-from cathnet.cli.train import NETWORK_NAMES
+from cathnet.cli.train import NETWORK_NAMES, Fields
+from cathnet.models import DEFAULT_MODELS
 from cathnet.tasks import TASKS
 
 
@@ -27,5 +28,6 @@ def test_help_does_not_import_torch():
 
 
 def test_choices_match_the_library():
-    assert {t.value for t in Task} == set(TASKS)
+    assert {t.value for t in Task} == set(TASKS) == set(DEFAULT_MODELS)
+    assert {f.value for f in Fields} == {*fields.FIELDS, fields.FRAME}
     assert list(NETWORK_NAMES) == networks.available()

@@ -277,3 +277,21 @@ def test_init_keeps_activation_std_through_10_layers():
             stds.append(x.std().item())
     print("per-layer std:", " ".join(f"{s:.3f}" for s in stds))
     assert all(0.2 < s < 3 for s in stds), stds
+
+
+def test_every_layer_states_its_types():
+    t = FieldType.parse("2x0 + 1x1 + 1x2")
+    layers = [SE3Conv(t, t.gated(), 3), Gate(t), NormNonlinearity(t), EquivariantBatchNorm(t), FieldDropout(t),
+              EquivariantAvgPool(2, field_type=t), GlobalPool(t)]
+    for layer in layers:
+        assert isinstance(layer.in_type, FieldType) and isinstance(layer.out_type, FieldType), layer
+    assert Gate(t).in_type == t.gated() and GlobalPool(t).out_type == FieldType([t.n_fields])
+    assert EquivariantAvgPool(2).in_type is None  # acts on any type alike
+
+
+def test_representation_follows_a_tensor_rotation():
+    R = torch.as_tensor(CUBE[5], dtype=torch.float64)
+    rho = T.representation(R)
+    assert rho.dtype == torch.float64 and rho.shape == (T.dim, T.dim)
+    assert T.representation(CUBE[5]).dtype == torch.float32
+    torch.testing.assert_close(rho @ rho.T, torch.eye(T.dim, dtype=torch.float64))

@@ -14,11 +14,22 @@ from rich.console import Console
 from cathnet.structure import SELECTIONS, parse_residue_ranges
 
 __all__ = [
-    "STRUCTURE_SUFFIXES", "err_console", "expand_inputs", "is_structure_file", "report_error", "structure_id",
+    "PRECISION_HELP", "Precision", "STRUCTURE_SUFFIXES", "err_console", "expand_inputs", "is_structure_file", "report_error", "structure_id",
 ]
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Precision(str, Enum):
+    """``--precision`` (:mod:`cathnet.precision`)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+PRECISION_HELP = "auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16 (autocast)."
 
 
 def report_error(path, reason: str | None = None) -> None:

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import report_error
+from cathnet.cli.common import PRECISION_HELP, Precision, report_error
 from cathnet.cli.train import parse_splits
 from cathnet.data import DatasetError
 from cathnet.fileio import write_json
@@ -23,6 +23,7 @@ def evaluate(
     rotations: int = typer.Option(8, "--rotations", min=0, help="Random-rotation passes for the robustness check."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the random rotations and of --max-items."),
     max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
@@ -46,7 +47,7 @@ def evaluate(
         try:
             result = run_evaluation(
                 checkpoint, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
-                rotations=rotations, batch_size=batch_size, device=device, seed=seed, max_items=max_items,
+                rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed, max_items=max_items,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
         except (TrainError, DatasetError, CheckpointError) as exc:

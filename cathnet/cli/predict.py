@@ -17,7 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Task, check_residue_ranges, err_console, expand_inputs, report_error
+from cathnet.cli.common import (
+    PRECISION_HELP,
+    Precision,
+    Task,
+    check_residue_ranges,
+    err_console,
+    expand_inputs,
+    report_error,
+)
 from cathnet.environments import AMINO_ACIDS
 from cathnet.fileio import atomic_write
 from cathnet.models import DEFAULT_MODELS
@@ -124,6 +132,7 @@ def predict(
     output: Path = typer.Option(None, "--output", "-o", help="Write here (atomically) instead of standard output."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
     per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain (cath)."),
@@ -143,7 +152,7 @@ def predict(
     index, n_shards = parse_shard(shard)
     try:
         dev = resolve_device(device)
-        net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev)
+        net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev, precision=precision.value)
     except (CheckpointError, TrainError) as exc:
         report_error(str(exc))
         raise typer.Exit(2 if isinstance(exc, TrainError) else 1) from None

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import json
 import os
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Task, report_error
+from cathnet.cli.common import PRECISION_HELP, Precision, Task, report_error
 
 #: ``--model`` choices, for the help text (a test keeps it equal to ``cathnet.networks.available()``)
 NETWORK_NAMES = ("cnn-compact", "cnn-env", "cnn-resnet34", "se3-compact", "se3-env", "se3resnet34")
+
+
+class Fields(str, Enum):
+    """``--fields``: the names in :data:`cathnet.fields.FIELDS` and :data:`cathnet.fields.FRAME`
+    (a test keeps them equal), written out so that the CLI starts without torch."""
+
+    ss_orientation = "ss-orientation"
+    frame = "frame"
 
 
 def parse_splits(value: str, option: str) -> tuple[int, ...]:
@@ -46,6 +55,7 @@ def train(
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
+    fields: Fields = typer.Option(None, "--fields", help="Oriented input fields: --task cath on a ca-ss dataset: ss-orientation (helix and strand directions, order 1, and axes, order 2, at every Cα); --task aa with --backbone-channels: frame (Cα→N, Cα→C, Cα→Cβ as order-1 fields at the centre)."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
@@ -64,6 +74,7 @@ def train(
     voxel_size: float = typer.Option(None, "--voxel-size", min=0.01, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
     sigma: float = typer.Option(None, "--sigma", min=0.01, help="Gaussian atom width in Å (default: half the voxel edge)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -85,6 +96,8 @@ def train(
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     if (oriented or backbone_channels) and task is not Task.aa:
         raise typer.BadParameter("--oriented and --backbone-channels apply to --task aa only", param_hint="--task")
+    if fields is not None and (fields is Fields.frame) != (task is Task.aa):
+        raise typer.BadParameter(f"--fields {fields.value} does not apply to --task {task.value}", param_hint="--fields")
     if oriented and augment:
         raise typer.BadParameter("--augment would rotate the environments out of their backbone frame", param_hint="--oriented")
     config = TrainConfig(
@@ -92,8 +105,9 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, burn_in=burn_in, l1=l1, l2=l2,
         augment=augment, val_splits=parse_splits(val_splits, "--val-splits"),
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
-        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels, epoch_size=epoch_size,
-        val_size=val_size, balance=balance, device=device, seed=seed,
+        grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels,
+        fields=None if fields is None else fields.value, epoch_size=epoch_size,
+        val_size=val_size, balance=balance, device=device, precision=precision.value, seed=seed,
         resume=resume, progress=progress,
     )
     console = Console(stderr=True)

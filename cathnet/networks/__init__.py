@@ -3,6 +3,8 @@
 ``build(name, in_channels=..., n_classes=..., **kwargs)`` returns the model with a
 ``config`` dict (``{"name": ..., "in_channels": ..., "n_classes": ..., **kwargs}``) from
 which :func:`from_config` rebuilds it, e.g. when loading a checkpoint.
+``build("ensemble", in_channels=..., n_classes=..., members=[config, ...])`` averages the
+class probabilities of trained networks (:mod:`cathnet.networks.ensemble`).
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from cathnet.networks import cnn, steerable
+from cathnet.networks import cnn, ensemble, steerable
 
-__all__ = ["NETWORKS", "EQUIVARIANT", "GRID_SIZED", "available", "build", "from_config", "n_parameters"]
+__all__ = ["NETWORKS", "EQUIVARIANT", "GRID_SIZED", "available", "build", "from_config", "is_equivariant", "n_parameters"]
 
 #: name -> constructor(in_channels, n_classes, **kwargs)
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
@@ -38,17 +40,27 @@ def available() -> list[str]:
 
 def build(name: str, *, in_channels: int, n_classes: int, **kwargs: Any) -> nn.Module:
     """Instantiate network ``name``; unknown names raise ``KeyError`` listing the choices."""
-    if name not in NETWORKS:
+    if name not in NETWORKS and name != "ensemble":
         raise KeyError(f"unknown network {name!r}; available: {', '.join(available())}")
-    model = NETWORKS[name](in_channels, n_classes, **kwargs)
+    model = (ensemble.ensemble if name == "ensemble" else NETWORKS[name])(in_channels, n_classes, **kwargs)
     model.config = {"name": name, "in_channels": in_channels, "n_classes": n_classes, **kwargs}
     return model
 
 
 def from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a network from its ``config`` dict (lists become tuples, as JSON loses them)."""
+    """Rebuild a network from its ``config`` dict (lists become tuples, as JSON loses them;
+    an ensemble's member configs stay dicts)."""
+    if config["name"] == "ensemble":
+        return build("ensemble", **{k: v for k, v in config.items() if k != "name"})
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
     return build(config["name"], **kwargs)
+
+
+def is_equivariant(config: dict[str, Any]) -> bool:
+    """Whether the network of ``config`` is SE(3)-equivariant (an ensemble: all its members)."""
+    if config["name"] == "ensemble":
+        return all(is_equivariant(m) for m in config["members"])
+    return config["name"] in EQUIVARIANT
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -55,7 +55,8 @@ class ResBlock(nn.Module):
         if downsample:
             k, p, _ = _down(grid)
             self.conv1 = GatedConv(t_in, t_out, k, 2, p)
-            shortcut: list[nn.Module] = [EquivariantAvgPool(3, 2, 1) if grid % 2 else EquivariantAvgPool(2, 2)]
+            pool = EquivariantAvgPool(3, 2, 1, t_in) if grid % 2 else EquivariantAvgPool(2, 2, field_type=t_in)
+            shortcut: list[nn.Module] = [pool]
         else:
             self.conv1 = GatedConv(t_in, t_out, kernel)
             shortcut = []

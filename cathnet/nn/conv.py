@@ -137,7 +137,9 @@ class SE3Conv(nn.Module):
             raise ValueError(f"SE3Conv expects {self.in_type.dim} channels ({self.in_type}), got {x.shape[1]}")
         for n in x.shape[-3:]:
             check_centred(n, self.kernel_size, self.stride, self.padding, "SE3Conv")
-        return F.conv3d(x, self.kernel(), self.full_bias(), self.stride, self.padding)
+        with torch.autocast(x.device.type, enabled=False):  # assemble the kernel in full precision
+            kernel, bias = self.kernel(), self.full_bias()
+        return F.conv3d(x, kernel, bias, self.stride, self.padding)
 
     @torch.no_grad()
     def to_conv3d(self) -> nn.Conv3d:

@@ -97,17 +97,33 @@ class FieldType:
                 start += m * (2 * l + 1)
         return out
 
+    def split(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Views of ``x`` (B, dim, ...) per order present: (B, m_l, 2l+1, ...) blocks.
+
+        Built with ``torch.split``, whose backward concatenates the gradients: no per-slice
+        zero-filled gradient buffers as with indexing."""
+        if x.shape[1] != self.dim:
+            raise ValueError(f"tensor has {x.shape[1]} channels, field type {self} has {self.dim}")
+        if not self.dim:
+            return {}
+        blocks = x.split([sl.stop - sl.start for sl in self.slices().values()], dim=1)
+        return {l: b.unflatten(1, (self.mult(l), 2 * l + 1)) for l, b in zip(self.slices(), blocks)}
+
     def gated(self) -> "FieldType":
         """This type plus one extra scalar (a gate) per field of order l > 0, as produced by
         the convolution that feeds :class:`cathnet.nn.Gate`."""
         n_gates = self.n_fields - self.mult(0)
         return FieldType([self.mult(0) + n_gates, *self.multiplicities[1:]])
 
-    def representation(self, R, *, dtype=torch.float32) -> torch.Tensor:
-        """Block-diagonal (dim, dim) matrix by which the channels transform under ``R``."""
-        R = np.asarray(R, dtype=np.float64)
+    def representation(self, R, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Block-diagonal (dim, dim) matrix by which the channels transform under ``R``; of
+        ``R``'s dtype and device when ``R`` is a tensor (else float32), unless ``dtype`` is given."""
+        device = R.device if isinstance(R, torch.Tensor) else None
+        dtype = dtype or (R.dtype if isinstance(R, torch.Tensor) else torch.float32)
+        R = np.asarray(R.detach().cpu() if isinstance(R, torch.Tensor) else R, dtype=np.float64)
         blocks = [so3.wigner_D(l, R) for l in self.orders]
-        return torch.as_tensor(scipy.linalg.block_diag(*blocks) if blocks else np.zeros((0, 0)), dtype=dtype)
+        matrix = scipy.linalg.block_diag(*blocks) if blocks else np.zeros((0, 0))
+        return torch.as_tensor(matrix, dtype=dtype, device=device)
 
     def transform(self, x: torch.Tensor, R) -> torch.Tensor:
         """Rotate a feature map (B, dim, X, Y, Z) of this type by ``R``: move the voxels

@@ -1,4 +1,8 @@
-"""Equivariant nonlinearities: the gated nonlinearity of the paper and norm nonlinearity."""
+"""Equivariant nonlinearities: the gated nonlinearity of the paper and norm nonlinearity.
+
+Both work on whole blocks of fields of one order (:meth:`FieldType.split`), never field by
+field, and produce their output with one concatenation.
+"""
 from __future__ import annotations
 
 import torch
@@ -9,36 +13,26 @@ from cathnet.nn.field import FieldType
 __all__ = ["Gate", "NormNonlinearity"]
 
 
-def _fields(x: torch.Tensor, t: FieldType, l: int) -> torch.Tensor:
-    """View the order-l block of ``x`` as (B, m_l, 2l+1, X, Y, Z)."""
-    block = x[:, t.slices()[l]]
-    return block.reshape(x.shape[0], t.mult(l), 2 * l + 1, *x.shape[2:])
-
-
 class Gate(nn.Module):
     """Gated nonlinearity (Weiler et al. 2018, §3.3).
 
-    Input: ``out_type.gated()`` (the scalars of ``out_type``, then one gate scalar per
-    field of order l > 0, then the l > 0 fields), typically straight from an
-    :class:`SE3Conv`. Output: ``out_type``; ReLU on scalars, and every l > 0 field
-    multiplied by the sigmoid of its own gate.
+    ``in_type = out_type.gated()``: the scalars of ``out_type``, then one gate scalar per
+    field of order l > 0, then the l > 0 fields, typically straight from an
+    :class:`SE3Conv`. ``out_type``: ReLU on scalars, and every l > 0 field multiplied by the
+    sigmoid of its own gate.
     """
 
     def __init__(self, out_type: FieldType):
         super().__init__()
         self.out_type, self.in_type = out_type, out_type.gated()
+        self.high = FieldType([0, *out_type.multiplicities[1:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n0 = self.out_type.mult(0)
-        gates = torch.sigmoid(x[:, n0 : self.in_type.mult(0)])
-        parts, g = [torch.relu(x[:, :n0])], 0
-        for l in range(1, self.out_type.lmax + 1):
-            m = self.out_type.mult(l)
-            if m:
-                f = _fields(x, self.in_type, l) * gates[:, g : g + m].unsqueeze(2)
-                parts.append(f.flatten(1, 2))
-                g += m
-        return torch.cat(parts, dim=1)
+        n0, n_gates = self.out_type.mult(0), self.high.n_fields
+        scalars, gates, high = x.split([n0, n_gates, self.high.dim], dim=1)
+        gate = torch.sigmoid(gates).split([m for m in self.high.multiplicities if m], dim=1)
+        gated = [(f * g.unsqueeze(2)).flatten(1, 2) for f, g in zip(self.high.split(high).values(), gate)]
+        return torch.cat([torch.relu(scalars), *gated], dim=1)
 
     def extra_repr(self) -> str:
         return f"{self.in_type} -> {self.out_type}"
@@ -50,18 +44,16 @@ class NormNonlinearity(nn.Module):
 
     def __init__(self, field_type: FieldType, eps: float = 1e-6):
         super().__init__()
-        self.field_type, self.eps = field_type, eps
-        self.bias = nn.Parameter(torch.zeros(field_type.n_fields - field_type.mult(0)))
+        self.field_type, self.in_type, self.out_type, self.eps = field_type, field_type, field_type, eps
+        self.high = FieldType([0, *field_type.multiplicities[1:]])
+        self.bias = nn.Parameter(torch.zeros(self.high.n_fields))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.field_type
-        parts, k = [torch.relu(x[:, : t.mult(0)])], 0
-        for l in range(1, t.lmax + 1):
-            m = t.mult(l)
-            if m:
-                f = _fields(x, t, l)
-                norm = f.pow(2).sum(2, keepdim=True).add(self.eps**2).sqrt()
-                scale = torch.relu(norm + self.bias[k : k + m].view(1, m, 1, 1, 1, 1)) / norm
-                parts.append((f * scale).flatten(1, 2))
-                k += m
+        scalars, high = x.split([self.field_type.mult(0), self.high.dim], dim=1)
+        bias = self.bias.split([m for m in self.high.multiplicities if m])
+        parts = [torch.relu(scalars)]
+        for f, b in zip(self.high.split(high).values(), bias):
+            norm = f.pow(2).sum(2, keepdim=True).add(self.eps**2).sqrt()
+            scale = torch.relu(norm + b.to(f.dtype).view(1, -1, 1, *([1] * (f.dim() - 3)))) / norm
+            parts.append((f * scale).flatten(1, 2))
         return torch.cat(parts, dim=1)

@@ -17,9 +17,10 @@ class EquivariantAvgPool(nn.Module):
     windows onto windows under the 24 cube rotations: 50 → 25 with ``kernel_size=2,
     stride=2``; 25 → 13 with ``kernel_size=3, stride=2, padding=1``."""
 
-    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
+    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0, field_type: FieldType | None = None):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.in_type = self.out_type = field_type  # any type: None unless told
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for n in x.shape[-3:]:
@@ -32,20 +33,20 @@ class EquivariantAvgPool(nn.Module):
 
 class GlobalPool(nn.Module):
     """Global average pooling to rotation invariants: the spatial mean of every scalar and
-    the spatial mean of the norm of every l > 0 field; (B, n_fields)."""
+    the spatial mean of the norm of every l > 0 field; (B, n_fields), computed in fp32
+    whatever the input's dtype (autocast)."""
 
     def __init__(self, field_type: FieldType, eps: float = 1e-8):
         super().__init__()
-        self.field_type, self.eps = field_type, eps
+        self.field_type, self.in_type, self.eps = field_type, field_type, eps
+        self.out_type = FieldType([field_type.n_fields])  # invariants
+        self.high = FieldType([0, *field_type.multiplicities[1:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.field_type
-        parts = [x[:, : t.mult(0)].mean(dim=(2, 3, 4))]
-        for l in range(1, t.lmax + 1):
-            if t.mult(l):
-                f = x[:, t.slices()[l]].reshape(x.shape[0], t.mult(l), 2 * l + 1, *x.shape[2:])
-                parts.append(f.pow(2).sum(2).add(self.eps).sqrt().mean(dim=(2, 3, 4)))
-        return torch.cat(parts, dim=1)
+        scalars, high = x.to(torch.promote_types(x.dtype, torch.float32)).split([self.field_type.mult(0), self.high.dim], dim=1)
+        dims = tuple(range(2, x.dim()))
+        norms = [f.square().sum(2).add(self.eps).sqrt().mean(dims) for f in self.high.split(high).values()]
+        return torch.cat([scalars.mean(dims), *norms], dim=1)
 
     @property
     def out_features(self) -> int:

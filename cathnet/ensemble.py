@@ -1,0 +1,39 @@
+"""Combine trained models of one task and input into one released ensemble model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cathnet import checkpoint, networks
+
+__all__ = ["combine"]
+
+#: metadata that every member must share
+_SHARED = ("task", "input", "classes")
+
+
+def combine(members: list[str | Path], stem: str | Path) -> dict:
+    """Write ``stem.safetensors`` / ``stem.json``: the ensemble of the model files
+    ``members`` (same task, input and classes), its metadata listing every member's
+    training, validation metrics and weights checksum. Returns the metadata written."""
+    if not members:
+        raise checkpoint.CheckpointError("an ensemble needs at least one member")
+    nets, metas = zip(*(checkpoint.load_model(m) for m in members))
+    first = metas[0]
+    for path, meta in zip(members[1:], metas[1:]):
+        for key in _SHARED:
+            if meta.get(key) != first.get(key):
+                raise checkpoint.CheckpointError(f"{path}: {key} differs from {members[0]}'s")
+    model = networks.build("ensemble", in_channels=nets[0].config["in_channels"], n_classes=nets[0].config["n_classes"],
+                           members=[n.config for n in nets])
+    for net, member in zip(nets, model.members):
+        member.load_state_dict(net.state_dict())
+    metadata = {key: first[key] for key in _SHARED}
+    metadata["data"] = first.get("data", {})
+    metadata["members"] = [
+        {"file": str(path), "training": meta.get("training"), "validation": meta.get("metrics", {}).get("validation"),
+         "weights_sha256": meta["weights"]["sha256"], "n_parameters": meta["network"]["n_parameters"]}
+        for path, meta in zip(members, metas)
+    ]
+    metadata["training"] = {**(first.get("training") or {}), "ensemble_of": len(members)}
+    return checkpoint.save_model(stem, model, metadata)
+

@@ -1,0 +1,144 @@
+"""Oriented input fields (ss-orientation): directions, their order-2 axes, exact
+equivariance of the grids and invariance of a steerable network that reads them."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from cathnet import fields, load_model, so3
+from cathnet.data import build_dataset
+from cathnet.grid import rotate_grid
+from cathnet.networks import build
+from cathnet.nn import FieldType
+from cathnet.structure import read_structure, select_atoms
+from cathnet.train import TrainError, train
+
+from cath_helpers import FIXTURES, N_SPLITS, tiny_config
+
+CUBE = so3.cube_rotations()
+T = FieldType.parse(fields.in_type(fields.SS_ORIENTATION))
+
+
+def _helix(n=20, rise=1.5, radius=2.3, per_turn=3.6):
+    a = 2 * np.pi * np.arange(n) / per_turn
+    return np.stack([radius * np.cos(a), radius * np.sin(a), rise * np.arange(n)], 1)
+
+
+def _domain(name="1fd3A00.pdb"):
+    ca, ss, _ = select_atoms(read_structure(FIXTURES / name), "ca-ss")
+    return ca, ss, fields.element_directions(ca)
+
+
+def _grids(ca, ss, d, rotations=None):
+    n = 1 if rotations is None else len(rotations)
+    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a)[None], n, 0))  # noqa: E731
+    R = None if rotations is None else torch.as_tensor(np.stack(rotations))
+    return fields.voxelize_fields(rep(ca), rep(np.ones(len(ca), bool)), rep(ss), rep(d), grid_size=50,
+                                  voxel_size=2.0, sigma=1.0, rotations=R)
+
+
+def test_directions_follow_helix_axis_and_strands_and_stop_at_breaks():
+    helix = fields.element_directions(_helix())
+    assert (helix[3:-4] @ np.array([0, 0, 1.0]) > 0.99).all()  # the axis, not the local tangent
+    strand = np.stack([3.3 * np.arange(8), 0.9 * (-1) ** np.arange(8), np.zeros(8)], 1)
+    assert (fields.element_directions(strand) @ np.array([1.0, 0, 0]) > 0.95).all()
+    two = np.concatenate([strand, strand[:1] + [0, 30, 0]])  # a lone residue after a chain break
+    d = fields.element_directions(two)
+    assert (d[:8] @ np.array([1.0, 0, 0]) > 0.95).all() and not d[8].any()
+    split = fields.element_directions(strand, np.array([True] * 3 + [False] + [True] * 3))  # chain change after 4
+    assert (split[3] @ np.array([1.0, 0, 0]) > 0.9) and (split[4] @ np.array([1.0, 0, 0]) > 0.9)
+    assert not np.allclose(split[3], fields.element_directions(strand)[3])  # the window stops at the break
+
+
+def test_axis_is_the_order_2_harmonic_and_sign_free():
+    t = torch.nn.functional.normalize(torch.randn(50, 3, dtype=torch.float64), dim=1)
+    R = so3.random_rotation(1, np.random.default_rng(3))[0]
+    y = fields._axis(t)
+    torch.testing.assert_close(fields._axis(t @ torch.as_tensor(R).T), y @ torch.as_tensor(so3.wigner_D(2, R)).T)
+    torch.testing.assert_close(fields._axis(-t), y)
+    torch.testing.assert_close(y.norm(dim=1), torch.ones(50, dtype=torch.float64))
+    assert not fields._axis(torch.zeros(1, 3)).any()
+
+
+def test_grids_are_exactly_equivariant_under_cube_rotations():
+    ca, ss, d = _domain()
+    g = _grids(ca, ss, d)
+    rotated = _grids(ca, ss, d, list(CUBE))
+    assert g.shape == (1, T.dim, 50, 50, 50) and T.dim == len(fields.channel_names(fields.SS_ORIENTATION))
+    errs = [(rotated[i: i + 1] - T.transform(g, R)).abs().max().item() for i, R in enumerate(CUBE)]
+    assert max(errs) < 1e-6
+    moved_only = [(rotated[i: i + 1] - rotate_grid(g, R)).abs().max().item() for i, R in enumerate(CUBE[1:], 1)]
+    assert min(moved_only) > 0.1  # the components must rotate too
+    np.testing.assert_allclose(g[0, :3].sum((1, 2, 3)).numpy(), np.bincount(ss, minlength=3), rtol=1e-4)
+
+
+def test_steerable_network_on_fields_is_invariant():
+    torch.manual_seed(0)
+    ca, ss, d = _domain()
+    model = build("se3-compact", in_channels=T.dim, n_classes=10, in_type=str(T)).eval()
+    with torch.no_grad():
+        out = model(_grids(ca, ss, d, list(CUBE)))
+        err = ((out - out[:1]).norm(dim=1) / out[:1].norm()).max().item()
+        assert err < 1e-5, err
+        scrambled = torch.cat([rotate_grid(_grids(ca, ss, d), R) for R in CUBE[1:4]])  # components not rotated
+        bad = ((model(scrambled) - out[:1]).norm(dim=1) / out[:1].norm()).max().item()
+    assert bad > 100 * err
+
+
+def test_train_and_predict_with_fields(tmp_path):
+    path = tmp_path / "ss.npz"
+    build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1, atoms="ca-ss")
+    config = replace(tiny_config(path, tmp_path / "run"), model="se3-compact", fields=fields.SS_ORIENTATION, epochs=1,
+                     grid_size=26, voxel_size=4.0, model_kwargs={"widths": [[4, 2, 1], [4, 2, 1], [4, 2, 1], [4, 2, 1]]})
+    train(config)
+    meta = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert meta["input"]["fields"] == fields.SS_ORIENTATION and meta["input"]["in_type"] == str(T)
+    assert meta["network"]["config"]["in_type"] == str(T)
+    model = load_model(tmp_path / "run" / "best.json", precision="fp32")
+    grids, n_atoms, _ = model.grids(read_structure(FIXTURES / "1fd3A00.pdb"), [None, CUBE[7]])
+    assert grids.shape == (2, T.dim, 26, 26, 26)
+    np.testing.assert_allclose(grids[1], T.transform(torch.from_numpy(grids[:1]), CUBE[7])[0].numpy(), atol=1e-6)
+    pred, = model.predict(FIXTURES / "1fd3A00.pdb", rotations=4)
+    assert pred.architecture in model.codes and 0 <= pred.agreement <= 1
+    build_dataset(FIXTURES, tmp_path / "ca.npz", labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1)
+    with pytest.raises(TrainError, match="ca-ss"):
+        train(replace(config, data=str(tmp_path / "ca.npz"), out=str(tmp_path / "r2")))
+
+
+def _envs(n=4):
+    from cathnet.environments import pad_environments, residue_environments
+
+    envs = residue_environments(read_structure(FIXTURES / "1fd3A00.pdb"), backbone_channels=True)[:n]
+    return envs, [torch.from_numpy(a) for a in pad_environments([(e.coords, e.channels) for e in envs])]
+
+
+def test_frame_fields_are_the_backbone_directions_and_rotate_exactly():
+    envs, (c, ch, m) = _envs()
+    TF = FieldType.parse(fields.FRAME_TYPE)
+    kw = dict(grid_size=16, voxel_size=1.5, sigma=0.75)
+    g = fields.voxelize_frame(c, m, ch, **kw)
+    assert g.shape == (4, TF.dim, 16, 16, 16)
+    e = envs[0]
+    n_dir = e.coords[e.channels == 4][0] / np.linalg.norm(e.coords[e.channels == 4][0])
+    centre = g[0, 8:11].sum((1, 2, 3)).numpy()  # the Cα→N field: a unit Gaussian times the direction
+    np.testing.assert_allclose(centre / np.linalg.norm(centre), n_dir, atol=1e-5)
+    errs = [(fields.voxelize_frame(c, m, ch, rotations=torch.as_tensor(R)[None].expand(4, 3, 3), **kw)
+             - TF.transform(g, R)).abs().max().item() for R in CUBE]
+    assert max(errs) < 1e-6
+
+
+def test_train_and_predict_amino_acids_with_frame_fields(tmp_path):
+    path = tmp_path / "env.npz"
+    build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", atoms="environment", n_splits=N_SPLITS, seed=0)
+    config = replace(tiny_config(path, tmp_path / "run"), task="aa", model="se3-env", backbone_channels=True,
+                     fields=fields.FRAME, grid_size=None, voxel_size=None, batch_size=32, epoch_size=64, val_size=48,
+                     epochs=1, model_kwargs={"widths": [[4, 2, 1], [4, 2, 1]], "head_scalars": 16})
+    train(config)
+    model = load_model(tmp_path / "run" / "best.json", precision="fp32")
+    assert model.meta["input"]["in_type"] == fields.FRAME_TYPE and model.n_channels == 17
+    residues = model.predict(FIXTURES / "1fd3A00.pdb", rotations=2)
+    assert len(residues) > 10 and all(np.isclose(r.probabilities.sum(), 1, atol=1e-4) for r in residues)
+    with pytest.raises(TrainError, match="backbone-channels"):
+        train(replace(config, backbone_channels=False, out=str(tmp_path / "r2")))
