@@ -33,10 +33,12 @@ __all__ = [
     "check_metadata",
     "cpu_tensors",
     "read_json",
+    "require_fields",
     "save_model",
     "load_model",
     "load_tensors",
     "load_weights",
+    "model_files",
     "sibling",
     "tensors_from",
     "optimizer_tensors",
@@ -122,22 +124,24 @@ def save_model(stem: str | Path, model: nn.Module, metadata: dict) -> dict:
     return meta
 
 
-def _stem(path: str | Path) -> Path:
+def model_files(path: str | Path) -> tuple[Path, Path]:
+    """(``NAME.json``, ``NAME.safetensors``) of a model named as :func:`load_model` takes it
+    (the weights as usually named; the JSON's ``weights`` field has the last word)."""
     path = Path(path)
     if path.is_dir():
         path = path / "best"
-    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load a model from ``NAME.json``/``NAME.safetensors`` (either, or the stem, or a
     training folder meaning its ``best``); verifies the metadata, the weights checksum and
     that the weights fit the network. Returns the network in eval mode and its metadata."""
-    stem = _stem(path)
-    where = stem.with_name(stem.name + ".json")
+    where, _ = model_files(path)
     meta = read_json(where)
     check_metadata(meta, where)
-    weights = sibling(stem.parent, meta["weights"]["file"], "weights file", where)
+    weights = sibling(where.parent, meta["weights"]["file"], "weights file", where)
     try:
         blob = read_regular(weights, MAX_WEIGHTS_BYTES)
     except UnreadableFile as exc:
@@ -163,6 +167,13 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], where) -> N
             more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
             raise CheckpointError(f"{where}: weights do not fit the network: {problem} {keys[0]}{more}")
     model.load_state_dict(tensors)
+
+
+def require_fields(obj: dict, fields: dict[str, type], where) -> None:
+    """Raise :class:`CheckpointError` unless ``obj[key]`` is a ``fields[key]`` for every key."""
+    for key, kind in fields.items():
+        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj[key], bool)):
+            _fail(where, f"{key!r} is missing or not a{'n' if kind.__name__[0] in 'aeiou' else ''} {kind.__name__}")
 
 
 def _fail(where, message: str):

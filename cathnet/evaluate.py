@@ -60,6 +60,8 @@ def evaluate(
     report progress."""
     dev = resolve_device(device)
     model, meta = load_model(checkpoint, dev)
+    if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
+        raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
     inp = meta["input"]
     task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
                      backbone_channels=inp.get("backbone_channels"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import stat
@@ -26,7 +27,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-__all__ = ["UnreadableFile", "atomic_file", "atomic_write", "atomic_save_npz", "file_kind", "read_regular",
+__all__ = ["UnreadableFile", "atomic_file", "atomic_write", "atomic_save_npz", "file_kind", "finite_json", "human_size", "read_regular",
            "regular_file_error", "write_json"]
 
 _UMASK = os.umask(0)  # read once at import: os.umask can only be read by setting it
@@ -49,8 +50,12 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+def human_size(n: int) -> str:
+    """``123 bytes``, ``97.7 KiB``, ``4.5 MiB``, ``1.0 GiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _stat_error(st: os.stat_result, limit: int | None) -> str | None:
@@ -59,7 +64,7 @@ def _stat_error(st: os.stat_result, limit: int | None) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return f"not a regular file ({file_kind(st.st_mode)})"
     if limit is not None and st.st_size > limit:
-        return f"too large: {_size(st.st_size)}, more than the limit of {_size(limit)}"
+        return f"too large: {human_size(st.st_size)}, more than the limit of {human_size(limit)}"
     return None
 
 
@@ -97,7 +102,7 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
         except OSError as exc:
             raise UnreadableFile(path, exc.strerror or str(exc)) from None
     if len(data) > limit:  # grew while being read
-        raise UnreadableFile(path, f"too large: more than the limit of {_size(limit)}")
+        raise UnreadableFile(path, f"too large: more than the limit of {human_size(limit)}")
     return data
 
 
@@ -189,7 +194,18 @@ def atomic_save_npz(path: str | os.PathLike, *, compress: bool = False, **arrays
         (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (which JSON lacks) replaced by None (null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """``obj`` as indented JSON plus a final newline, atomically. NaN and infinities are
-    refused (ValueError): they are not JSON."""
-    atomic_write(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
+    """``obj`` as indented JSON plus a final newline, atomically; NaN and infinities are
+    written as null (:func:`finite_json`)."""
+    atomic_write(path, (json.dumps(finite_json(obj), indent=1, allow_nan=False) + "\n").encode())

@@ -40,7 +40,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from pathlib import Path
 from typing import Sequence
 
 import gemmi
@@ -176,7 +175,7 @@ _FIRST_ATOM = re.compile(rb"^(?:ATOM  |HETATM)[^\n]*", re.M)
 def _text(path, data: bytes) -> bytes:
     """The text of raw file bytes: decompressed, without a byte-order mark, checked to be text."""
     try:
-        data = text.strip_bom(text.gunzip(data) if data[:2] == b"\x1f\x8b" else data)
+        data = text.strip_bom(text.gunzip(data, text.MAX_BYTES) if data[:2] == b"\x1f\x8b" else data)
     except ValueError as exc:
         raise StructureError(path, str(exc)) from None
     if not data.strip():

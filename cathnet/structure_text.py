@@ -21,6 +21,8 @@ import zlib
 
 import numpy as np
 
+from cathnet.fileio import human_size
+
 __all__ = ["MAX_BYTES", "ascii_placeholders", "ends_cleanly", "fix_element_columns", "gunzip", "mark_bad_coordinates", "pqr_as_pdb",
            "quote_non_ascii", "strip_bom"]
 
@@ -31,7 +33,7 @@ _BOM = b"\xef\xbb\xbf"
 _ATOM_RECORDS = (b"ATOM", b"HETATM")
 
 
-def gunzip(data: bytes, limit: int = MAX_BYTES) -> bytes:
+def gunzip(data: bytes, limit: int) -> bytes:
     """All gzip members of ``data`` decompressed, refusing more than ``limit`` bytes."""
     out: list[bytes] = []
     total = 0
@@ -43,7 +45,7 @@ def gunzip(data: bytes, limit: int = MAX_BYTES) -> bytes:
             raise ValueError("corrupt or truncated gzip data") from None
         total += len(chunk)
         if total > limit:
-            raise ValueError(f"decompresses to more than {limit >> 20} MiB")
+            raise ValueError(f"too large: decompresses to more than {human_size(limit)}")
         if not stream.eof:
             raise ValueError("corrupt or truncated gzip data")
         out.append(chunk)

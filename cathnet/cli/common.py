@@ -58,8 +58,8 @@ def refuse_overwrite(outputs: Iterable, inputs: Iterable, option: str) -> None:
     a released model."""
     from cathnet.predict import released_files  # imports torch: only when writing
 
-    protected = {_identity(p): "a released-model file" for p in released_files()}
-    protected |= {_identity(p): "an input" for p in inputs}
+    protected = {_identity(p): "an input" for p in inputs}
+    protected |= {_identity(p): "a released-model file" for p in released_files()}
     for out in outputs:
         what = protected.get(_identity(out)) if out is not None else None
         if what:

@@ -173,7 +173,7 @@ def predict(
     warned: set[str] = set()
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True, disable=not progress or len(paths) < 2,
+        console=err_console, transient=True, disable=not progress or len(paths) < 2 or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("predict", total=len(paths))
         for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
@@ -199,7 +199,7 @@ def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, rota
     results: list[FilePrediction] = []
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("files, {task.fields[residues]} residues"),
-        TimeRemainingColumn(), console=err_console, transient=True, disable=not progress,
+        TimeRemainingColumn(), console=err_console, transient=True, disable=not progress or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("predict", total=len(paths), residues=0)
         for result in net.predict_many(paths, chain=chain, residues=residues, rotations=rotations, seed=seed, batch_size=batch_size,
