@@ -202,6 +202,8 @@ def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool, bool]:
             st.merge_chain_parts()
             first = _FIRST_ATOM.search(data)
             has_elements = not pqr and first is not None and first.group()[76:78].strip() != b""
+    except UnicodeDecodeError:
+        raise  # for read_structure's fallback
     except (RuntimeError, ValueError, IndexError) as exc:
         raise StructureError(path, f"cannot parse: {str(exc).splitlines()[0].rstrip(':') or type(exc).__name__}") from None
     if len(st) == 0 or all(m.count_atom_sites() == 0 for m in st):
@@ -215,6 +217,8 @@ def _with_fallback(parse, data: bytes, repair):
     repair changes it; the first error when the repaired text fails too."""
     try:
         return parse(data), data
+    except UnicodeDecodeError:
+        raise
     except (RuntimeError, ValueError) as exc:
         fixed = repair(data)
         if fixed == data:

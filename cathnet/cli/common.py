@@ -60,6 +60,7 @@ def refuse_overwrite(outputs: Iterable, inputs: Iterable, option: str) -> None:
 
     protected = {_identity(p): "an input" for p in inputs}
     protected |= {_identity(p): "a released-model file" for p in released_files()}
+    protected.pop(None, None)  # files that do not exist protect nothing
     for out in outputs:
         what = protected.get(_identity(out)) if out is not None else None
         if what:
@@ -88,10 +89,11 @@ def structure_id(path) -> str:
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Structure files named by ``inputs``, and (input, reason) for those that name none.
 
-    A file is taken whatever its name; a directory is searched recursively for structure
-    files (hidden entries skipped); a pattern with ``*``, ``?`` or ``[`` is expanded like the
-    shell (``**`` recursive) and matching directories are searched. Results are sorted within
-    each input, in input order, without duplicates.
+    A file is taken whatever its name (the reader refuses what is not a regular file); a
+    directory is searched recursively for structure files (hidden entries skipped, symlinked
+    folders inside it not followed); a pattern with ``*``, ``?`` or ``[`` is expanded like
+    the shell (``**`` recursive, not through symlinked folders) and matching directories are
+    searched. Results are sorted within each input, in input order, without duplicates.
     """
     paths: list[Path] = []
     errors: list[tuple[str, str]] = []
