@@ -167,38 +167,29 @@ def _read_bytes(path) -> bytes:
         raise StructureError(path, exc.reason) from None
 
 
-_TEXT = bytes(range(32, 127)) + bytes(range(128, 256)) + b"\t\n\r\f\v"  # any byte but controls
-_CIF_START = re.compile(rb"\s*(?:#[^\n]*\n\s*)*data_", re.I)
 _FIRST_ATOM = re.compile(rb"^(?:ATOM  |HETATM)[^\n]*", re.M)
 
 
 def _text(path, data: bytes) -> bytes:
-    """The text of raw file bytes: decompressed, without a byte-order mark, checked to be text."""
     try:
-        data = text.strip_bom(text.gunzip(data, text.MAX_BYTES) if data[:2] == b"\x1f\x8b" else data)
+        return text.decode_raw(data)
     except ValueError as exc:
         raise StructureError(path, str(exc)) from None
-    if not data.strip():
-        raise StructureError(path, "empty file")
-    head = data[:8192]
-    if b"\0" in head or len(head.translate(None, _TEXT)) > 0.05 * len(head):
-        raise StructureError(path, "binary data, not a PDB, mmCIF or PQR text file")
-    return data
 
 
 def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool, bool]:
     """gemmi Structure of the text, whether the file states elements, and whether it ends
     the way complete files do (:func:`cathnet.structure_text.ends_cleanly`)."""
-    cif = _CIF_START.match(data) is not None
+    cif = text.is_mmcif(data)
     try:
         if cif:
-            block, data = _with_fallback(lambda d: gemmi.cif.read_string(d)[0], data, text.quote_non_ascii)
+            block, data = text.with_fallback(lambda d: gemmi.cif.read_string(d)[0], data, text.quote_non_ascii)
             st = gemmi.make_structure_from_block(block)
             has_elements = len(block.find_values("_atom_site.type_symbol")) > 0
         else:
             pqr = str(path).lower().removesuffix(".gz").endswith(".pqr")
             data = text.pqr_as_pdb(data) if pqr else text.mark_bad_coordinates(data)
-            st, data = _with_fallback(gemmi.read_pdb_string, data, text.fix_element_columns)
+            st, data = text.with_fallback(gemmi.read_pdb_string, data, text.fix_element_columns)
             st.merge_chain_parts()
             first = _FIRST_ATOM.search(data)
             has_elements = not pqr and first is not None and first.group()[76:78].strip() != b""
@@ -210,23 +201,6 @@ def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool, bool]:
         raise StructureError(path, "no atom records")
     st.setup_entities()
     return st, has_elements, text.ends_cleanly(data, cif)
-
-
-def _with_fallback(parse, data: bytes, repair):
-    """(parse(data), data), or with ``repair(data)`` when gemmi rejects ``data`` and the
-    repair changes it; the first error when the repaired text fails too."""
-    try:
-        return parse(data), data
-    except UnicodeDecodeError:
-        raise
-    except (RuntimeError, ValueError) as exc:
-        fixed = repair(data)
-        if fixed == data:
-            raise
-        try:
-            return parse(fixed), fixed
-        except (RuntimeError, ValueError):
-            raise exc from None
 
 
 # ---------------------------------------------------------------------------- extraction

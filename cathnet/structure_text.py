@@ -12,7 +12,8 @@ gemmi stays the parser; these functions only prepare its input, field by field:
   ``1CIH 205``) are blanked on the lines concerned; mmCIF values with non-ASCII bytes
   (which CIF 1.1 allows only inside quotes) are quoted.
 
-Every function raises ValueError with a one-line reason for text it cannot use.
+Text that cannot be used raises ValueError with a one-line reason (gemmi's own errors pass
+through :func:`with_fallback`).
 """
 from __future__ import annotations
 
@@ -23,14 +24,50 @@ import numpy as np
 
 from cathnet.fileio import human_size
 
-__all__ = ["MAX_BYTES", "ascii_placeholders", "ends_cleanly", "fix_element_columns", "gunzip", "mark_bad_coordinates", "pqr_as_pdb",
-           "quote_non_ascii", "strip_bom"]
+__all__ = ["MAX_BYTES", "ascii_placeholders", "decode_raw", "ends_cleanly", "fix_element_columns", "gunzip", "is_mmcif",
+           "mark_bad_coordinates", "pqr_as_pdb", "quote_non_ascii", "strip_bom", "with_fallback"]
 
 #: The largest structure file read, compressed or not (bytes).
 MAX_BYTES = 1 << 30
 
 _BOM = b"\xef\xbb\xbf"
 _ATOM_RECORDS = (b"ATOM", b"HETATM")
+_TEXT = bytes(range(32, 127)) + bytes(range(128, 256)) + b"\t\n\r\f\v"  # any byte but controls
+_CIF_START = re.compile(rb"\s*(?:#[^\n]*\n\s*)*data_", re.I)
+
+
+def decode_raw(data: bytes) -> bytes:
+    """The text of raw file bytes: decompressed, without a byte-order mark, checked to be
+    text (not empty, not binary)."""
+    data = strip_bom(gunzip(data, MAX_BYTES) if data[:2] == b"\x1f\x8b" else data)
+    if not data.strip():
+        raise ValueError("empty file")
+    head = data[:8192]
+    if b"\0" in head or len(head.translate(None, _TEXT)) > 0.05 * len(head):
+        raise ValueError("binary data, not a PDB, mmCIF or PQR text file")
+    return data
+
+
+def is_mmcif(data: bytes) -> bool:
+    """Whether the text starts like mmCIF (``data_`` after comments)."""
+    return _CIF_START.match(data) is not None
+
+
+def with_fallback(parse, data: bytes, repair):
+    """(parse(data), data), or with ``repair(data)`` when gemmi rejects ``data`` and the
+    repair changes it; the first error when the repaired text fails too."""
+    try:
+        return parse(data), data
+    except UnicodeDecodeError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        fixed = repair(data)
+        if fixed == data:
+            raise
+        try:
+            return parse(fixed), fixed
+        except (RuntimeError, ValueError):
+            raise exc from None
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

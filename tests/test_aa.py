@@ -8,7 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import EnvironmentData, DatasetError, build_dataset
+from cathnet.data import DatasetError, build_dataset
+from cathnet.datasets import EnvironmentData
 from cathnet.environments import AMINO_ACIDS, residue_environments
 from cathnet.evaluate import evaluate
 from cathnet.predict import load_model

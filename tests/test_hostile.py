@@ -31,7 +31,8 @@ from cathnet.checkpoint import CheckpointError
 from cathnet.cli import app
 from cathnet.cli import predict as cli_predict
 from cathnet.cli.common import expand_inputs
-from cathnet.data import CathData, DatasetError, build_dataset
+from cathnet.data import DatasetError, build_dataset
+from cathnet.datasets import CathData
 from cathnet.fileio import atomic_file, atomic_write
 from cathnet.predict import models_dir, resolve_model
 from cathnet.structure import StructureError, read_structure
