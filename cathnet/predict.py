@@ -7,8 +7,10 @@ or per-residue amino-acid propensities (``aa-propensity``, :class:`cathnet.prope
 '3.30'
 
 Released models live in ``models/`` as ``NAME.safetensors`` + ``NAME.json`` (see
-``models/README.md``); ``$CATHNET_MODELS`` points elsewhere. At load every steerable
-convolution collapses to a plain ``conv3d`` (weights computed once).
+``models/README.md``); ``$CATHNET_MODELS`` points elsewhere. A bare name (no folder part)
+is a released model (or, if none has that name, a file or folder here); anything else is
+a path. At load every steerable convolution collapses to a plain ``conv3d`` (weights
+computed once).
 """
 from __future__ import annotations
 
@@ -25,11 +27,14 @@ from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure, select_atoms, selection_mask
 from cathnet.voxel import voxelize
 
-__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
+__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "released_files",
+           "resolve_model", "DEFAULT_MODELS", "MAX_ROTATIONS"]
 
 DEFAULT_MODEL = "cath-arch"
 #: the released model used for each task when none is named
 DEFAULT_MODELS = {"cath": "cath-arch", "aa": "aa-propensity"}
+#: the most random rotations a prediction averages over
+MAX_ROTATIONS = 64
 
 
 def models_dir() -> Path:
@@ -40,6 +45,30 @@ def models_dir() -> Path:
 def available_models() -> list[str]:
     """Names of the released models found in :func:`models_dir`."""
     return sorted(p.stem for p in models_dir().glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+def released_files() -> set[Path]:
+    """Resolved paths of the files that belong to a released model (``NAME.json``,
+    ``NAME.safetensors``, ``NAME-confusion.png``, ...): never an output."""
+    names = available_models()
+    if not names:
+        return set()
+    return {p.resolve() for p in models_dir().iterdir() if p.name.startswith(tuple(f"{n}{c}" for n in names for c in ".-"))}
+
+
+def resolve_model(name: str | os.PathLike) -> Path:
+    """Where the model ``name`` lives: a released model for a bare name (a string without
+    a folder part) that is one, else the path itself. Raises
+    :class:`~cathnet.checkpoint.CheckpointError` for a bare name that is neither."""
+    text = str(name)
+    if isinstance(name, os.PathLike) or "/" in text or os.sep in text:
+        return Path(name)
+    if text in available_models():
+        return models_dir() / text
+    if os.path.lexists(text) or os.path.lexists(f"{text}.json"):
+        return Path(text)
+    known = ", ".join(available_models()) or "none"
+    raise checkpoint.CheckpointError(f"unknown model {text!r}; released models: {known} (in {models_dir()})")
 
 
 @dataclass
@@ -56,6 +85,7 @@ class Prediction:
     atoms_outside: int = 0
     agreement: float | None = None  # fraction of rotations whose top-1 is the consensus
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # problems of the file that did not stop the prediction
 
     def to_dict(self, *, with_chain: bool = False) -> dict:
         out: dict = {"file": self.file}
@@ -69,6 +99,8 @@ class Prediction:
             out["rotation_agreement"] = self.agreement
         if self.atoms_outside:
             out["atoms_outside"] = self.atoms_outside
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -163,7 +195,10 @@ class ArchitectureModel:
     ) -> Iterator[Prediction]:
         """Predictions in input order, batched; a structure that fails yields a
         :class:`Prediction` with ``error`` set (or raises with ``raise_errors``).
-        ``rotations`` > 0 averages over that many random rotations (seeded per structure)."""
+        ``rotations`` (0..:data:`MAX_ROTATIONS`) > 0 averages over that many random
+        rotations (seeded per structure)."""
+        if not 0 <= rotations <= MAX_ROTATIONS:
+            raise ValueError(f"rotations must be in 0..{MAX_ROTATIONS}, got {rotations}")
         pending: list[tuple[Prediction, np.ndarray]] = []
 
         def flush():
@@ -184,7 +219,8 @@ class ArchitectureModel:
                 rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                 for unit_chain, structure in self._units(source, chain, residues, per_chain):
                     grids, n_atoms, outside = self.grids(structure, rots)
-                    pending.append((Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside), grids))
+                    pending.append((Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside,
+                                               warnings=structure.warnings), grids))
             except StructureError as exc:
                 if raise_errors:
                     raise
@@ -197,6 +233,9 @@ class ArchitectureModel:
         yield from flush()
 
     def _fill(self, pred: Prediction, probs: np.ndarray, top: int) -> None:
+        if not np.isfinite(probs).all():
+            pred.error = "the model's output is not finite (NaN or infinite probabilities)"
+            return
         mean = probs.mean(axis=0)
         order = np.argsort(-mean, kind="stable")
         best = int(order[0])
@@ -221,13 +260,7 @@ def load_model(
     every steerable convolution becomes a plain ``conv3d``. ``precision``: auto, fp32 or
     bf16 (:mod:`cathnet.precision`; auto is bf16 on CPUs with native bf16 and on CUDA)."""
     precision = resolve_precision(precision, torch.device(device))  # a bad name is the caller's error
-    path = Path(name)
-    if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
-        candidate = models_dir() / str(name)
-        if not candidate.with_suffix(".json").exists():
-            known = ", ".join(available_models()) or "none"
-            raise checkpoint.CheckpointError(f"unknown model {str(name)!r}; released models: {known} (in {models_dir()})")
-        path = candidate
+    path = resolve_model(name)
     network, meta = checkpoint.load_model(path, device="cpu")
     if collapse:
         network = enn.collapse(network)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from cathnet.checkpoint import CheckpointError
+from cathnet.checkpoint import CheckpointError, model_files
 from cathnet.cli.app import app
-from cathnet.cli.common import err_console, report_error
+from cathnet.cli.common import err_console, refuse_overwrite, report_error
 from cathnet.export import ONNX_OPSET, ExportError, export as run_export, sidecar_path
-from cathnet.predict import DEFAULT_MODEL
+from cathnet.predict import DEFAULT_MODEL, resolve_model
 
 
 class ExportFormat(str, Enum):
@@ -44,7 +44,13 @@ def export(
         raise typer.Exit(1)
     kwargs = {"opset": opset} if fmt is ExportFormat.onnx else {}
     try:
-        sidecar = run_export(model, output, fmt.value, verify=verify, **kwargs)
+        path = resolve_model(model)
+    except CheckpointError as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    refuse_overwrite([output, sidecar_path(output)], model_files(path), "--output")
+    try:
+        sidecar = run_export(path, output, fmt.value, verify=verify, **kwargs)
     except (CheckpointError, ExportError) as exc:
         report_error(str(exc))
         raise typer.Exit(1) from None

@@ -17,11 +17,14 @@ from rich.table import Table
 
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli.app import app
-from cathnet.cli.common import PRECISION_HELP, Precision, check_residue_ranges, err_console, expand_inputs, report_error
+from cathnet.cli.common import (
+    MAX_SEED, PRECISION_HELP, Precision, check_residue_ranges, err_console, expand_inputs, refuse_overwrite, report_error,
+    report_warning,
+)
 from cathnet.cli.train import Task
 from cathnet.fileio import atomic_write
 from cathnet.environments import AMINO_ACIDS
-from cathnet.predict import DEFAULT_MODELS, Prediction, load_model
+from cathnet.predict import DEFAULT_MODELS, MAX_ROTATIONS, Prediction, load_model
 from cathnet.propensity import FilePrediction
 from cathnet.train import TrainError, resolve_device
 
@@ -45,7 +48,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
     """The predictions as a JSON list, CSV or a plain-text table."""
     if fmt is Format.json:
-        return json.dumps([p.to_dict(with_chain=per_chain) for p in predictions], indent=1) + "\n"
+        return json.dumps([p.to_dict(with_chain=per_chain) for p in predictions], indent=1, allow_nan=False) + "\n"
     if fmt is Format.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -78,20 +81,24 @@ def _opt(value: float | None, digits: int) -> str:
 
 
 def render_residues(results: list[FilePrediction], fmt: Format) -> str:
-    """Per-residue amino-acid predictions as a JSON list (one object per residue), CSV (one
-    row per residue, all 20 probabilities) or a table per file (top-3)."""
+    """Per-residue amino-acid predictions as a JSON list (one object per residue, one
+    ``{"file", "error"}`` object per failed file, as for the cath task), CSV (one row per
+    residue with all 20 probabilities, one row with the error per failed file) or a table
+    per file (top-3)."""
     done = [f for f in results if f.error is None]
     if fmt is Format.json:
-        rows = [{"file": f.file, **r.to_dict()} for f in done for r in f.residues]
-        return json.dumps(rows, indent=1) + "\n"
+        rows = [row for f in results for row in _json_rows(f)]
+        return json.dumps(rows, indent=1, allow_nan=False) + "\n"
     if fmt is Format.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds", *AMINO_ACIDS])
-        for f in done:
+        writer.writerow(["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds", *AMINO_ACIDS, "error"])
+        for f in results:
+            if f.error is not None:
+                writer.writerow([f.file, *[""] * (7 + len(AMINO_ACIDS)), f.error])
             for r in f.residues:
                 writer.writerow([f.file, r.chain, r.resnum, r.icode, r.native, r.predicted, _opt(r.p_native, 5),
-                                 _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities)])
+                                 _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities), ""])
         return buf.getvalue()
     console = Console(file=io.StringIO(), width=200, highlight=False, color_system=None)
     for f in done:
@@ -111,6 +118,12 @@ def render_residues(results: list[FilePrediction], fmt: Format) -> str:
     return console.file.getvalue()
 
 
+def _json_rows(f: FilePrediction) -> list[dict]:
+    if f.error is not None:
+        return [{"file": f.file, "error": f.error}]
+    return [{"file": f.file, **r.to_dict()} for r in f.residues]
+
+
 @app.command()
 def predict(
     inputs: list[str] = typer.Argument(..., help="Structure files (PDB/mmCIF/PQR, optionally .gz), directories or globs."),
@@ -118,14 +131,14 @@ def predict(
     model: str = typer.Option(None, "--model", "-m", help="Released model name or path to a model .json/.safetensors or training folder (default: the task's released model)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write here (atomically) instead of standard output."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, max=4096, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
     per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain (cath)."),
-    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations (cath: and report their agreement; aa: per residue)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
+    rotations: int = typer.Option(0, "--rotations", min=0, max=MAX_ROTATIONS, help=f"Average over N (at most {MAX_ROTATIONS}) random rotations (cath: and report their agreement; aa: per residue)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random rotations."),
     shard: str = typer.Option(None, "--shard", help="i/n: predict only the i-th of n interleaved parts of the sorted file list."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on standard error."),
 ) -> None:
@@ -133,6 +146,9 @@ def predict(
     propensities of each residue: probabilities of the 20 amino acids given the residue's
     atomic environment, and ln(p(native) / training frequency of native), the log-odds."""
     index, n_shards = parse_shard(shard)
+    paths, errors = expand_inputs(inputs)
+    paths = paths[index::n_shards]
+    refuse_overwrite([output], paths, "--output")
     try:
         dev = resolve_device(device)
         net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev, precision=precision.value)
@@ -146,8 +162,6 @@ def predict(
         raise typer.BadParameter("--per-chain applies to --task cath only (--task aa reports every residue with its chain)", param_hint="--task aa")
     if model_task == "aa" and rotations and net.oriented:
         raise typer.BadParameter("the model works in each residue's backbone frame: rotations change nothing", param_hint="--rotations")
-    paths, errors = expand_inputs(inputs)
-    paths = paths[index::n_shards]
     for item, reason in errors:
         report_error(item, reason)
     if model_task == "aa":
@@ -158,13 +172,18 @@ def predict(
     batch_size = batch_size or 16
 
     results: list[Prediction] = []
+    warned: set[str] = set()
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True, disable=not progress or len(paths) < 2,
+        console=err_console, transient=True, disable=not progress or len(paths) < 2 or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("predict", total=len(paths))
         for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
                                      batch_size=batch_size, on_done=lambda n: bar.advance(task, n)):
+            if pred.file not in warned:
+                warned.add(pred.file)
+                for message in pred.warnings:
+                    report_warning(pred.file, message)
             if pred.error is not None:
                 report_error(pred.file, pred.error)
             elif pred.atoms_outside:
@@ -182,12 +201,14 @@ def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, rota
     results: list[FilePrediction] = []
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("files, {task.fields[residues]} residues"),
-        TimeRemainingColumn(), console=err_console, transient=True, disable=not progress,
+        TimeRemainingColumn(), console=err_console, transient=True, disable=not progress or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("predict", total=len(paths), residues=0)
         for result in net.predict_many(paths, chain=chain, residues=residues, rotations=rotations, seed=seed, batch_size=batch_size,
                                        on_done=lambda n: bar.update(task, residues=bar.tasks[0].fields["residues"] + n)):
             bar.advance(task)
+            for message in result.warnings:
+                report_warning(result.file, message)
             if result.error is not None:
                 report_error(result.file, result.error)
             results.append(result)
