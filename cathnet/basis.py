@@ -29,17 +29,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from cathnet import so3
+from cathnet.fileio import UnreadableFile, atomic_save_npz, read_regular
 
 __all__ = ["BANDLIMITS", "bandlimit", "basis_count", "kernel_basis", "evaluate_basis", "kernel_offsets"]
 
 BANDLIMITS = ("compromise", "conservative", "sfcnn")
+_MAX_CACHE_BYTES = 1 << 30
 
 
 def bandlimit(m: int, rule: str = "compromise") -> int:
@@ -116,30 +121,34 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def _load_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The basis stored at ``path`` if it is a regular npz whose array has ``shape``, is
+    finite and matches its stored SHA-256; None otherwise (then it is recomputed)."""
+    try:
+        with np.load(io.BytesIO(read_regular(path, _MAX_CACHE_BYTES)), allow_pickle=False) as z:
+            basis, digest = z["basis"], str(z["sha256"])
+    except (UnreadableFile, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
+        return None
+    ok = basis.shape == shape and basis.dtype == np.float64 and np.isfinite(basis).all()
+    return basis if ok and hashlib.sha256(basis.tobytes()).hexdigest() == digest else None
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel_basis(j: int, l: int, size: int, sigma: float, rule: str) -> np.ndarray:
-    key = hashlib.sha1(f"v1-{j}-{l}-{size}-{sigma!r}-{rule}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"v2-{j}-{l}-{size}-{sigma!r}-{rule}".encode()).hexdigest()[:16]
     cache = _cache_dir()
-    path = cache / f"{j}_{l}_{size}_{key}.npy" if cache else None
-    if path is not None and path.exists():
-        try:
-            basis = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            basis = None
-        if basis is not None and basis.shape == (basis_count(j, l, size, rule), 2 * j + 1, 2 * l + 1) + (size,) * 3:
-            basis.setflags(write=False)
-            return basis
-    with _blas().limit(limits=1):  # tiny matrices: BLAS threads only wait on each other
-        basis = evaluate_basis(j, l, size, kernel_offsets(size), sigma=sigma, rule=rule)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, basis)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home only costs the rebuild
+    path = cache / f"{j}_{l}_{size}_{key}.npz" if cache else None
+    shape = (basis_count(j, l, size, rule), 2 * j + 1, 2 * l + 1) + (size,) * 3
+    basis = _load_cached(path, shape) if path is not None and path.exists() else None
+    if basis is None:
+        with _blas().limit(limits=1):  # tiny matrices: BLAS threads only wait on each other
+            basis = evaluate_basis(j, l, size, kernel_offsets(size), sigma=sigma, rule=rule)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_save_npz(path, basis=basis, sha256=np.array(hashlib.sha256(basis.tobytes()).hexdigest()))
+            except OSError:
+                pass  # a read-only home only costs the rebuild
     basis.setflags(write=False)
     return basis
 
@@ -149,7 +158,8 @@ def kernel_basis(j: int, l: int, size: int, *, sigma: float = 0.6, rule: str = "
 
     Returns a read-only float64 array (B, 2j+1, 2l+1, s, s, s), each kernel of unit norm;
     B = :func:`basis_count`. Built once per argument tuple and cached in memory and on disk
-    (``$CATHNET_CACHE``, default ``~/.cache/cathnet``; set it to ``off`` to disable).
+    (``$CATHNET_CACHE``, default ``~/.cache/cathnet``; set it to ``off`` to disable). A
+    cached file is used only if its shape and SHA-256 check out; otherwise it is rebuilt.
     """
     if size < 1:
         raise ValueError(f"kernel size must be positive, got {size}")

@@ -1,4 +1,5 @@
-"""CATH architecture dataset: labels, atom extraction, superfamily-disjoint splits, npz I/O.
+"""CATH architecture dataset: labels, atom extraction, superfamily-disjoint splits, npz
+writing (reading and checking it: :mod:`cathnet.datasets`).
 
 The dataset is one compressed ``.npz`` (no pickled objects) holding every domain's atoms
 concatenated, plus a JSON summary next to it. With ``atoms="environment"`` it holds every
@@ -27,14 +28,11 @@ meta               () str       JSON: format, atoms, n_channels, n_splits, seed,
 """
 from __future__ import annotations
 
+import collections
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import multiprocessing
-import os
-import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,8 +41,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cathnet.environments import environment, residue_atoms
+from cathnet import sources
+from cathnet.environments import residue_atoms
 from cathnet.fileio import atomic_save_npz, write_json
+from cathnet.sources import DatasetError, Domain, read_labels
 from cathnet.structure import StructureError, read_structure, select_atoms, selection_mask
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
     "Domain",
     "DatasetError",
     "BuildResult",
-    "CathData",
-    "EnvironmentData",
     "ENVIRONMENT",
     "read_labels",
     "assign_splits",
@@ -78,30 +76,6 @@ ARCHITECTURES: dict[str, str] = {
     "3.40": "3-Layer (aba) Sandwich",
     "3.90": "Alpha-Beta Complex",
 }
-_STRUCTURE_SUFFIXES = (".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz", ".pdb", ".ent", ".cif", ".mmcif")
-
-
-class DatasetError(Exception):
-    """A labels file, structure source or option that cannot be used (one-line message)."""
-
-
-@dataclass(frozen=True)
-class Domain:
-    """One labelled CATH domain."""
-
-    cath_id: str
-    cath_code: str  # C.A.T.H
-    resolution: float
-
-    @property
-    def architecture(self) -> str:
-        return ".".join(self.cath_code.split(".")[:2])
-
-    @property
-    def superfamily(self) -> str:
-        return ".".join(self.cath_code.split(".")[:4])
-
-
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()
@@ -109,67 +83,6 @@ def sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------- labels
-
-
-def read_labels(text: str, source: str = "labels", *, one_per_s35: bool = True) -> list[Domain]:
-    """Parse a pool ``labels.csv`` (header ``cath_id,cath_code,...``) or a CATH domain
-    list (CLF: ``id C A T H S35 S60 S95 S100 count length resolution``, ``#`` comments).
-
-    For a CLF, ``one_per_s35`` keeps one domain per S35 cluster (best resolution, then
-    smallest id), which gives the 40 %-identity non-redundant set used in the paper.
-    """
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    if first.startswith("cath_id,"):
-        return _read_pool_csv(text, source)
-    return _read_domain_list(text, source, one_per_s35)
-
-
-def _read_pool_csv(text: str, source: str) -> list[Domain]:
-    rows = csv.DictReader(io.StringIO(text))
-    missing = {"cath_id", "cath_code", "resolution"} - set(rows.fieldnames or ())
-    if missing:
-        raise DatasetError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
-    out = []
-    for line, row in enumerate(rows, start=2):
-        code = row["cath_code"].strip()
-        if len(code.split(".")) < 4:
-            raise DatasetError(f"{source}:{line}: cath_code {code!r} is not C.A.T.H")
-        domain = Domain(row["cath_id"].strip(), ".".join(code.split(".")[:4]), _float(row["resolution"], source, line))
-        if row.get("architecture") and row["architecture"].strip() != domain.architecture:
-            raise DatasetError(f"{source}:{line}: architecture {row['architecture']!r} disagrees with {code}")
-        out.append(domain)
-    return out
-
-
-def _read_domain_list(text: str, source: str, one_per_s35: bool) -> list[Domain]:
-    best: dict[str, tuple[float, str, Domain]] = {}
-    out = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        cols = raw.split()
-        if len(cols) < 12 or not all(c.isdigit() for c in cols[1:6]):
-            raise DatasetError(
-                f"{source}:{line}: not a CATH domain list line (need 12 columns: id C A T H S35 ... resolution)"
-            )
-        domain = Domain(cols[0], ".".join(cols[1:5]), _float(cols[11], source, line))
-        if not one_per_s35:
-            out.append(domain)
-            continue
-        key, rank = ".".join(cols[1:6]), (domain.resolution, domain.cath_id)
-        if key not in best or rank < best[key][:2]:
-            best[key] = (*rank, domain)
-    return out if not one_per_s35 else sorted((v[2] for v in best.values()), key=lambda d: d.cath_id)
-
-
-def _float(value: str, source: str, line: int) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise DatasetError(f"{source}:{line}: resolution {value!r} is not a number") from None
 
 
 # ---------------------------------------------------------------------------- splits
@@ -220,67 +133,44 @@ class BuildResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _extract(job: tuple[str, str, bytes | None, str]) -> tuple[str, object]:
-    """Worker: (cath_id, path or archive member, its bytes or None, atoms) -> (cath_id,
-    (coords, channels, residue_index, n_channels)) or (cath_id, error message)."""
+def _extract(job: tuple[str, str, bytes | str | None, str]) -> tuple[str, object, tuple[str, ...]]:
+    """Worker: (cath_id, path or archive member, its bytes, None to read the path, or the
+    reason it was not read, atoms) -> (cath_id, (coords, channels, residue_index,
+    n_channels, ...) or an error message, the structure's warnings)."""
     cath_id, name, data, atoms = job
+    if isinstance(data, str):
+        return cath_id, f"{name}: {data}", ()
     try:
         structure = read_structure(name, data=data)
         if atoms == ENVIRONMENT:
             a = residue_atoms(structure)
             if len(a.coords) == 0:
                 raise StructureError(name, "no C, N, O or S atoms")
-            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels, a.o)
+            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels, a.o), structure.warnings
         coords, channels, n_channels = select_atoms(structure, atoms)
         if len(coords) == 0:
             raise StructureError(name, f"no {atoms} atoms")
-        return cath_id, (coords, channels, structure.residue_index[selection_mask(structure, atoms)], n_channels)
+        mask = selection_mask(structure, atoms)
+        return cath_id, (coords, channels, structure.residue_index[mask], n_channels), structure.warnings
     except StructureError as exc:
-        return cath_id, str(exc)
+        return cath_id, str(exc), ()
     except Exception as exc:  # noqa: BLE001 - an unreadable file is reported and skipped
-        return cath_id, f"{name}: {type(exc).__name__}: {exc}"
+        return cath_id, f"{name}: {type(exc).__name__}: {exc}", ()
 
 
-def _domain_id(name: str) -> str:
-    base = os.path.basename(name)
-    for suffix in _STRUCTURE_SUFFIXES:
-        if base.endswith(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
-def _directory_jobs(root: Path, wanted: set[str], atoms: str) -> tuple[list, int]:
-    files: dict[str, str] = {}
-    for entry in os.scandir(root):
-        if entry.is_file() and _domain_id(entry.name) in wanted:
-            files.setdefault(_domain_id(entry.name), entry.path)
-    return [(i, files[i], None, atoms) for i in sorted(files)], len(files)
-
-
-def _tar_members(path: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
-    with tarfile.open(path, "r:*") as tar:
-        for member in tar:
-            if member.isfile():
-                yield os.path.basename(member.name), tar, member
-
-
-def _tar_labels(path: Path) -> str:
-    for base, tar, member in _tar_members(path):
-        if base == "labels.csv":
-            return tar.extractfile(member).read().decode()  # type: ignore[union-attr]  # a regular file
-    raise DatasetError(f"{path}: no labels.csv in the archive; pass --labels")
-
-
-def _tar_jobs(path: Path, wanted: set[str], atoms: str, seen: set[str]) -> Iterator[tuple]:
-    for base, tar, member in _tar_members(path):
-        cath_id = _domain_id(base)
-        if base != "labels.csv" and cath_id in wanted and cath_id not in seen:
-            seen.add(cath_id)
-            yield cath_id, member.name, tar.extractfile(member).read(), atoms  # type: ignore[union-attr]
-
-
-def _is_tar(path: Path) -> bool:
-    return path.is_file() and tarfile.is_tarfile(path)
+def _in_order(fn, jobs: Iterable, pool, window: int) -> Iterator:
+    """``map(fn, jobs)`` on ``pool`` (or here when None) with at most ``window`` jobs in
+    flight: ``Pool.imap`` would read every archive member into memory ahead of the workers."""
+    if pool is None:
+        yield from map(fn, jobs)
+        return
+    pending: collections.deque = collections.deque()
+    for job in jobs:
+        pending.append(pool.apply_async(fn, (job,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 # ---------------------------------------------------------------------------- build
@@ -314,14 +204,7 @@ def build_dataset(
     pdb, out = Path(pdb), Path(out)
     if not pdb.exists():
         raise DatasetError(f"{pdb}: no such file or directory")
-    if labels is None and not _is_tar(pdb):
-        raise DatasetError("--labels is required unless --pdb is a tar archive with labels.csv")
-    try:
-        text = Path(labels).read_text() if labels is not None else _tar_labels(pdb)
-    except OSError as exc:
-        raise DatasetError(f"{labels}: cannot read labels ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{labels}: not a text file") from None
+    text = sources.labels_text(pdb, None if labels is None else Path(labels))
     all_domains = read_labels(text, str(labels or f"{pdb}:labels.csv"), one_per_s35=one_per_s35)
     duplicates = [i for i, n in Counter(d.cath_id for d in all_domains).items() if n > 1]
     if duplicates:
@@ -332,27 +215,23 @@ def build_dataset(
     wanted = {d.cath_id for d in domains}
 
     seen: set[str] = set()
-    if _is_tar(pdb):
-        jobs: Iterable[tuple] = _tar_jobs(pdb, wanted, atoms, seen)
-        total = len(wanted)
-    elif pdb.is_dir():
-        jobs, total = _directory_jobs(pdb, wanted, atoms)
-        seen.update(j[0] for j in jobs)
-    else:
-        raise DatasetError(f"{pdb}: neither a directory nor a tar archive")
+    jobs, total = sources.structure_jobs(pdb, wanted, atoms, seen)
     if on_start:
         on_start(total)
 
     extracted: dict[str, tuple] = {}
     errors: list[tuple[str, str]] = []
+    warnings: dict[str, list[str]] = {}
     with multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        for cath_id, result in (pool.imap(_extract, jobs, chunksize=8) if pool else map(_extract, jobs)):
+        for cath_id, result, notes in _in_order(_extract, jobs, pool, 4 * workers):
+            if notes:
+                warnings[cath_id] = list(notes)
             if isinstance(result, str):
                 errors.append((cath_id, result))
                 if on_error:
                     on_error(cath_id, result)
             else:
-                extracted[cath_id] = result  # type: ignore[assignment]  # a tuple: errors are strings
+                extracted[cath_id] = result
             if on_progress:
                 on_progress()
 
@@ -430,6 +309,7 @@ def build_dataset(
             "unreadable": dict(errors),
             "too_large": too_large,
         },
+        "warnings": warnings,
         "seconds": round(time.perf_counter() - start, 2),
     }
     if atoms == ENVIRONMENT:
@@ -442,126 +322,3 @@ def build_dataset(
     summary_path = out.with_suffix(".json")
     write_json(summary_path, summary)
     return BuildResult(out, summary_path, summary, errors)
-
-
-# ---------------------------------------------------------------------------- loading
-
-
-class CathData:
-    """A dataset written by :func:`build_dataset`, loaded into memory (no pickle)."""
-
-    KEYS = (
-        "positions", "channels", "residue_index", "offsets", "labels", "class_codes", "class_names",
-        "ids", "cath_codes", "superfamilies", "resolutions", "splits", "meta",
-    )
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            with np.load(self.path, allow_pickle=False) as z:
-                missing = [k for k in self.KEYS if k not in z]
-                if missing:
-                    raise DatasetError(f"{self.path}: not a cathnet CATH dataset (missing {', '.join(missing)})")
-                arrays = {k: z[k] for k in self.KEYS}
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{self.path}: cannot read dataset ({exc})") from None
-        self.meta: dict = json.loads(str(arrays.pop("meta")))
-        if self.meta.get("format") != FORMAT:
-            raise DatasetError(f"{self.path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
-        self.positions = arrays["positions"]
-        self.channels = arrays["channels"]
-        self.residue_index = arrays["residue_index"]
-        self.offsets = arrays["offsets"]
-        self.labels = arrays["labels"]
-        self.class_codes = [str(c) for c in arrays["class_codes"]]
-        self.class_names = [str(c) for c in arrays["class_names"]]
-        self.ids = arrays["ids"]
-        self.cath_codes = arrays["cath_codes"]
-        self.superfamilies = arrays["superfamilies"]
-        self.resolutions = arrays["resolutions"]
-        self.splits = arrays["splits"]
-        self.n_channels: int = self.meta["n_channels"]
-        self.n_splits: int = self.meta["n_splits"]
-        self._sha256: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_codes)
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the npz file (computed once)."""
-        if self._sha256 is None:
-            self._sha256 = sha256(self.path)
-        return self._sha256
-
-    def atoms(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Coordinates (n, 3) and channels (n,) of domain ``i``."""
-        lo, hi = self.offsets[i], self.offsets[i + 1]
-        return self.positions[lo:hi], self.channels[lo:hi]
-
-    def indices(self, splits: Iterable[int]) -> np.ndarray:
-        """Domain indices whose split is in ``splits``."""
-        splits = list(splits)
-        bad = [s for s in splits if not 0 <= s < self.n_splits]
-        if bad:
-            raise DatasetError(f"split(s) {bad} out of range: {self.path} has splits 0..{self.n_splits - 1}")
-        return np.flatnonzero(np.isin(self.splits, splits))
-
-
-class EnvironmentData(CathData):
-    """An ``environment`` dataset (``build_dataset(..., atoms="environment")``): the
-    domains' C/N/O/S atoms plus a residue table, for the amino-acid task."""
-
-    RES_KEYS = ("backbone", "res_offsets", "res_ca", "res_n", "res_c", "res_labels")
-    backbone: np.ndarray
-    res_offsets: np.ndarray
-    res_ca: np.ndarray
-    res_n: np.ndarray
-    res_c: np.ndarray
-    res_labels: np.ndarray
-
-    def __init__(self, path: str | Path):
-        super().__init__(path)
-        if self.meta.get("atoms") != ENVIRONMENT:
-            raise DatasetError(
-                f"{self.path}: built with --atoms {self.meta.get('atoms')}; "
-                f"the amino-acid task needs --atoms {ENVIRONMENT}"
-            )
-        with np.load(self.path, allow_pickle=False) as z:
-            missing = [k for k in self.RES_KEYS if k not in z]
-            if missing:
-                raise DatasetError(f"{self.path}: not an environment dataset (missing {', '.join(missing)})")
-            for k in self.RES_KEYS:
-                setattr(self, k, z[k])
-            self.res_o = z["res_o"] if "res_o" in z else None  # absent from datasets built before it was added
-        self.res_domain = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.res_offsets))
-
-    def residues(self, splits: Iterable[int], *, needs_frame: bool = False) -> np.ndarray:
-        """Rows of the standard residues in ``splits`` that have a Cα (and N, C when
-        ``needs_frame``: oriented environments or backbone channels)."""
-        domains = self.indices(splits)
-        ok = np.isin(self.res_domain, domains) & (self.res_labels >= 0) & (self.res_ca >= 0)
-        if needs_frame:
-            ok &= (self.res_n >= 0) & (self.res_c >= 0)
-        return np.flatnonzero(ok)
-
-    def residue_environment(
-        self, row: int, *, radius: float, oriented: bool, backbone_channels: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Environment (coordinates relative to the Cα, channels) of residue ``row``."""
-        d = self.res_domain[row]
-        lo, hi = self.offsets[d], self.offsets[d + 1]
-        if backbone_channels and self.res_o is None:
-            raise DatasetError(
-                f"{self.path}: built before backbone channels existed; rebuild it with --atoms environment"
-            )
-        return environment(
-            self.positions[lo:hi], self.channels[lo:hi], self.residue_index[lo:hi], self.backbone[lo:hi],
-            row - self.res_offsets[d], self.res_ca[row], self.res_n[row], self.res_c[row],
-            -1 if self.res_o is None else self.res_o[row],
-            radius=radius, oriented=oriented, backbone_channels=backbone_channels,
-        )

@@ -67,6 +67,8 @@ def evaluate(
     except ValueError as exc:
         raise TrainError(str(exc)) from None
     model, meta = load_model(checkpoint, dev)
+    if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
+        raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
     inp = meta["input"]
     task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
                      backbone_channels=inp.get("backbone_channels"), fields=inp.get("fields"))

@@ -7,27 +7,37 @@ or per-residue amino-acid propensities (``aa-propensity``, :class:`cathnet.prope
 '3.20'
 
 Released models live in :mod:`cathnet.models` as ``NAME.safetensors`` + ``NAME.json`` (see
-its ``README.md``); ``$CATHNET_MODELS`` points elsewhere. At load every steerable
-convolution collapses to a plain ``conv3d`` (weights computed once).
+its ``README.md``); ``$CATHNET_MODELS`` points elsewhere. A bare name (no folder part)
+is a released model (or, if none has that name, a file or folder here); anything else is
+a path. At load every steerable convolution collapses to a plain ``conv3d`` (weights
+computed once).
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cathnet import checkpoint, fields, so3
 from cathnet import nn as enn
-from cathnet.models import DEFAULT_MODEL, DEFAULT_MODELS, available_models, models_dir
+from cathnet.models import (
+    DEFAULT_MODEL,
+    DEFAULT_MODELS,
+    MAX_ROTATIONS,
+    available_models,
+    models_dir,
+    released_files,
+    resolve_model,
+)
 from cathnet.precision import autocast, resolve_precision
 from cathnet.structure import Structure, StructureError, read_structure, select_atoms, selection_mask
 from cathnet.voxel import voxelize
 
-__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "DEFAULT_MODELS"]
+__all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "released_files",
+           "resolve_model", "DEFAULT_MODELS", "MAX_ROTATIONS"]
 
 
 @dataclass
@@ -44,6 +54,7 @@ class Prediction:
     atoms_outside: int = 0
     agreement: float | None = None  # fraction of rotations whose top-1 is the consensus
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # problems of the file that did not stop the prediction
 
     def to_dict(self, *, with_chain: bool = False) -> dict:
         out: dict = {"file": self.file}
@@ -57,6 +68,8 @@ class Prediction:
             out["rotation_agreement"] = self.agreement
         if self.atoms_outside:
             out["atoms_outside"] = self.atoms_outside
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -157,7 +170,10 @@ class ArchitectureModel:
     ) -> Iterator[Prediction]:
         """Predictions in input order, batched; a structure that fails yields a
         :class:`Prediction` with ``error`` set (or raises with ``raise_errors``).
-        ``rotations`` > 0 averages over that many random rotations (seeded per structure)."""
+        ``rotations`` (0..:data:`MAX_ROTATIONS`) > 0 averages over that many random
+        rotations (seeded per structure)."""
+        if not 0 <= rotations <= MAX_ROTATIONS:
+            raise ValueError(f"rotations must be in 0..{MAX_ROTATIONS}, got {rotations}")
         pending: list[tuple[Prediction, np.ndarray]] = []
 
         def flush():
@@ -180,7 +196,8 @@ class ArchitectureModel:
                 rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                 for unit_chain, structure in self._units(source, chain, residues, per_chain):
                     grids, n_atoms, outside = self.grids(structure, rots)
-                    pred = Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside)
+                    pred = Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside,
+                                      warnings=structure.warnings)
                     pending.append((pred, grids))
             except StructureError as exc:
                 if raise_errors:
@@ -194,6 +211,9 @@ class ArchitectureModel:
         yield from flush()
 
     def _fill(self, pred: Prediction, probs: np.ndarray, top: int) -> None:
+        if not np.isfinite(probs).all():
+            pred.error = "the model's output is not finite (NaN or infinite probabilities)"
+            return
         mean = probs.mean(axis=0)
         order = np.argsort(-mean, kind="stable")
         best = int(order[0])
@@ -221,15 +241,7 @@ def load_model(
     every steerable convolution becomes a plain ``conv3d``. ``precision``: auto, fp32 or
     bf16 (:mod:`cathnet.precision`; auto is bf16 on CPUs with native bf16 and on CUDA)."""
     precision = resolve_precision(precision, torch.device(device))  # a bad name is the caller's error
-    path = Path(name)
-    if not (path.exists() or path.with_suffix(".json").exists() or path.suffix in (".json", ".safetensors")):
-        candidate = models_dir() / str(name)
-        if not candidate.with_suffix(".json").exists():
-            known = ", ".join(available_models()) or "none"
-            raise checkpoint.CheckpointError(
-                f"unknown model {str(name)!r}; released models: {known} (in {models_dir()})"
-            )
-        path = candidate
+    path = resolve_model(name)
     network, meta = checkpoint.load_model(path, device="cpu")
     if collapse:
         network = enn.collapse(network)

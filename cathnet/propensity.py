@@ -34,6 +34,7 @@ from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
 from cathnet.fields import FRAME, voxelize_frame
 from cathnet.precision import autocast, resolve_precision
+from cathnet.predict import MAX_ROTATIONS
 from cathnet.structure import Structure, StructureError, read_structure
 from cathnet.voxel import voxelize_batch
 
@@ -73,6 +74,7 @@ class FilePrediction:
     residues: list[ResiduePrediction] = field(default_factory=list)
     skipped: int = 0  # residues without the atoms an environment needs (Cα; N and C for frames)
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # problems of the file that did not stop the prediction
 
     @property
     def recovery(self) -> float | None:
@@ -106,6 +108,8 @@ class PropensityModel:
             freq = np.full(len(AMINO_ACIDS), 1 / len(AMINO_ACIDS))
         else:
             freq = np.asarray(meta["classes"]["train_frequency"], dtype=np.float64)
+        if freq.shape != (len(AMINO_ACIDS),) or not (np.isfinite(freq) & (freq >= 0)).all():
+            raise ValueError("classes.train_frequency is not 20 finite frequencies")
         self.log_background = np.log(np.maximum(freq, 1e-6))
 
     def grids(self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None) -> torch.Tensor:
@@ -172,6 +176,8 @@ class PropensityModel:
         for oriented models, whose frame fixes the pose). ``on_done(n)`` counts residues."""
         if rotations and self.oriented:
             raise ValueError("rotation averaging does not apply to a model of oriented environments")
+        if not 0 <= rotations <= MAX_ROTATIONS:
+            raise ValueError(f"rotations must be in 0..{MAX_ROTATIONS}, got {rotations}")
         for index, source in enumerate(sources):
             label = str(source.path if isinstance(source, Structure) else source)
             R = so3.random_rotation(rotations, seed=[seed, index]) if rotations > 0 else None
@@ -195,10 +201,12 @@ class PropensityModel:
         a, rows, envs = self.environments(structure)
         if len(rows) == 0:
             raise StructureError(label, "no residue with a Cα" + (", N and C" if self.needs_frame else ""))
-        out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)))
+        out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)), warnings=structure.warnings)
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo: lo + batch_size]
             probs = self.probabilities(envs[lo: lo + batch_size], R)
+            if not np.isfinite(probs).all():
+                raise StructureError(label, "the model's output is not finite (NaN or infinite probabilities)")
             for r, p in zip(chunk, probs):
                 label_r = int(a.labels[r])
                 out.residues.append(ResiduePrediction(

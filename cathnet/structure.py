@@ -23,21 +23,33 @@ calcium, ``' CA '`` carbon), which fails on left-justified names; so amino-acid 
 nucleotide atoms take the element from the name (leading digits dropped, ``SE`` is
 selenium, otherwise the first letter), and a single-atom residue named after an element
 (``CA``, ``NA``, ``ZN``) is that ion.
+
+Bad input (raw text repairs: :mod:`cathnet.structure_text`). Only regular files of at most
+:data:`~cathnet.structure_text.MAX_BYTES` are read. Names in Latin-1 or UTF-8 are decoded.
+Problems that leave a usable structure are listed in :attr:`Structure.warnings`:
+
+* atoms whose coordinates are not numbers, not finite or beyond ±10⁶ Å are dropped (a
+  structure left without protein atoms is refused);
+* duplicated protein atoms (same chain, residue number, insertion code, residue name,
+  atom name and position to 0.001 Å, after the choice of conformers): the first is kept;
+* a possibly truncated file: no END record (mmCIF: the file ends inside the atom_site
+  table) and its last residue, an amino acid, lacks one of N, CA, C, O.
 """
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import gemmi
 import numpy as np
 
+from cathnet import structure_masks as masks
+from cathnet import structure_text as text
+from cathnet.fileio import UnreadableFile, read_regular
 from cathnet.ss import assign_ca
+from cathnet.structure_masks import ResidueRange, parse_residue_ranges
 
 __all__ = [
     "ELEMENT_CHANNELS", "SELECTIONS", "SS_CHANNELS", "ResidueRange", "Structure", "StructureError",
@@ -48,6 +60,7 @@ SELECTIONS = ("ca", "ca-ss", "backbone", "heavy")
 SS_CHANNELS = ("helix", "strand", "coil")
 ELEMENT_CHANNELS = ("C", "N", "O", "S", "other")
 HYDROGENS = ("H", "D")
+MAX_COORDINATE = 1e6  # Å: beyond this a coordinate is garbage
 
 
 class StructureError(Exception):
@@ -71,6 +84,11 @@ class Structure:
     icode: np.ndarray      # (N,) str, insertion code, "" when none
     chain: np.ndarray      # (N,) str, author chain name
     path: str
+    warnings: tuple[str, ...] = ()  # problems that did not stop the read, one line each
+
+    def __post_init__(self):
+        if not np.isfinite(self.coords).all():
+            raise StructureError(self.path, "non-finite coordinates")
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -91,38 +109,7 @@ class Structure:
     def subset(self, mask) -> Structure:
         """The atoms selected by a boolean mask or an index array."""
         return Structure(self.coords[mask], self.element[mask], self.atom_name[mask], self.res_name[mask],
-                         self.res_num[mask], self.icode[mask], self.chain[mask], self.path)
-
-
-class ResidueRange(NamedTuple):
-    """Residues ``start``..``end`` (inclusive; (number, insertion code) order) of ``chain``,
-    or of every chain when ``chain`` is None."""
-
-    chain: str | None
-    start: tuple[int, str]
-    end: tuple[int, str]
-
-
-_RANGE = re.compile(r"(?:([^:\s]+):)?(-?\d+)([A-Za-z]?)(?:-(-?\d+)([A-Za-z]?))?")
-
-
-def parse_residue_ranges(spec: str) -> list[ResidueRange]:
-    """Parse ``[CHAIN:]START[-END][,...]``, e.g. ``"10-50"``, ``"A:52A-60,B:-3-20"``, ``"7"``.
-
-    Raises ValueError on bad syntax or a range whose end precedes its start.
-    """
-    ranges = []
-    for part in spec.split(","):
-        m = _RANGE.fullmatch(part.strip())
-        if m is None:
-            raise ValueError(f"bad residue range {part.strip()!r}: expected [CHAIN:]START[-END], e.g. A:10-50")
-        chain, num, icode, end_num, end_icode = m.groups()
-        start = (int(num), icode)
-        end = start if end_num is None else (int(end_num), end_icode)
-        if end < start:
-            raise ValueError(f"bad residue range {part.strip()!r}: end before start")
-        ranges.append(ResidueRange(chain, start, end))
-    return ranges
+                         self.res_num[mask], self.icode[mask], self.chain[mask], self.path, self.warnings)
 
 
 def read_structure(
@@ -143,9 +130,23 @@ def read_structure(
     :class:`StructureError`; a malformed ``residues`` string raises ValueError.
     """
     ranges = None if residues is None else parse_residue_ranges(residues)
-    st, has_elements = _parse(path, _read_bytes(path) if data is None else data)
+    raw = _text(path, _read_bytes(path) if data is None else data)
+    options = (model, chains, ranges, keep_hetero, keep_water)
+    try:
+        return _read(path, raw, *options)
+    except UnicodeDecodeError:  # gemmi hands chain names to Python as UTF-8: Latin-1 ones fail
+        structure = _read(path, text.ascii_placeholders(raw), *options)
+        return replace(structure, warnings=(*structure.warnings, _NOT_UTF8))
+
+
+_NOT_UTF8 = "chain names with bytes that are not UTF-8: every non-ASCII byte read as '?'"
+
+
+def _read(path, data: bytes, model, chains, ranges, keep_hetero, keep_water) -> Structure:
+    st, has_elements, ends_cleanly = _parse(path, data)
     if model < 1 or model > len(st):
         raise StructureError(path, f"model {model} not found: the file has {len(st)} model(s)")
+    check_end = not ends_cleanly and model == len(st)
     del st[model:]
     del st[: model - 1]
     if chains:
@@ -154,7 +155,7 @@ def read_structure(
         if missing:
             raise StructureError(path, f"chain {', '.join(missing)} not found (chains: {', '.join(dict.fromkeys(present))})")
     keep = set(chains) if chains else None
-    return _extract(path, st, keep, ranges, keep_hetero, keep_water, has_elements)
+    return _extract(path, st, keep, ranges, keep_hetero, keep_water, has_elements, check_end)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -162,79 +163,45 @@ def read_structure(
 
 def _read_bytes(path) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise StructureError(path, "no such file") from None
-    except IsADirectoryError:
-        raise StructureError(path, "is a directory") from None
-    except PermissionError:
-        raise StructureError(path, "permission denied") from None
-    except OSError as exc:
-        raise StructureError(path, exc.strerror or str(exc)) from None
+        return read_regular(path, text.MAX_BYTES)
+    except UnreadableFile as exc:
+        raise StructureError(path, exc.reason) from None
 
 
-_TEXT = bytes(range(32, 127)) + bytes(range(128, 256)) + b"\t\n\r\f\v"  # any byte but controls
-_CIF_START = re.compile(rb"\s*(?:#[^\n]*\n\s*)*data_", re.I)
 _FIRST_ATOM = re.compile(rb"^(?:ATOM  |HETATM)[^\n]*", re.M)
 
 
-def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool]:
-    """gemmi Structure of the raw bytes, and whether the file states elements."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error):
-            raise StructureError(path, "corrupt or truncated gzip data") from None
-    if not data.strip():
-        raise StructureError(path, "empty file")
-    head = data[:8192]
-    if b"\0" in head or len(head.translate(None, _TEXT)) > 0.05 * len(head):
-        raise StructureError(path, "binary data, not a PDB, mmCIF or PQR text file")
-    name = str(path).lower().removesuffix(".gz")
+def _text(path, data: bytes) -> bytes:
     try:
-        if _CIF_START.match(data):
-            block = gemmi.cif.read_string(data)[0]
+        return text.decode_raw(data)
+    except ValueError as exc:
+        raise StructureError(path, str(exc)) from None
+
+
+def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool, bool]:
+    """gemmi Structure of the text, whether the file states elements, and whether it ends
+    the way complete files do (:func:`cathnet.structure_text.ends_cleanly`)."""
+    cif = text.is_mmcif(data)
+    try:
+        if cif:
+            block, data = text.with_fallback(lambda d: gemmi.cif.read_string(d)[0], data, text.quote_non_ascii)
             st = gemmi.make_structure_from_block(block)
             has_elements = len(block.find_values("_atom_site.type_symbol")) > 0
         else:
-            pqr = name.endswith(".pqr")
-            if pqr:
-                data = _pqr_as_pdb(path, data)
-            st = gemmi.read_pdb_string(data)
+            pqr = str(path).lower().removesuffix(".gz").endswith(".pqr")
+            data = text.pqr_as_pdb(data) if pqr else text.mark_bad_coordinates(data)
+            st, data = text.with_fallback(gemmi.read_pdb_string, data, text.fix_element_columns)
             st.merge_chain_parts()
             first = _FIRST_ATOM.search(data)
             has_elements = not pqr and first is not None and first.group()[76:78].strip() != b""
+    except UnicodeDecodeError:
+        raise  # for read_structure's fallback
     except (RuntimeError, ValueError, IndexError) as exc:
         raise StructureError(path, f"cannot parse: {str(exc).splitlines()[0].rstrip(':') or type(exc).__name__}") from None
     if len(st) == 0 or all(m.count_atom_sites() == 0 for m in st):
         raise StructureError(path, "no atom records")
     st.setup_entities()
-    return st, has_elements
-
-
-def _pqr_as_pdb(path, data: bytes) -> bytes:
-    """Whitespace-separated PQR records (serial name resname [chain] resnum[icode] x y z q r)
-    rewritten in PDB columns."""
-    out = []
-    for n, line in enumerate(data.splitlines(), 1):
-        if line.startswith((b"ATOM", b"HETATM")):
-            f = line.split()
-            if len(f) not in (10, 11):
-                raise StructureError(path, f"cannot parse: PQR line {n} has {len(f)} fields, expected 10 or 11")
-            chain = f[4] if len(f) == 11 else b" "
-            m = re.fullmatch(rb"(-?\d+)([A-Za-z]?)", f[-6])
-            try:
-                x, y, z = (float(v) for v in f[-5:-2])
-                if m is None or len(f[2]) > 4 or len(chain) > 2:
-                    raise ValueError
-            except ValueError:
-                raise StructureError(path, f"cannot parse: PQR line {n} is malformed") from None
-            name = f[2] if len(f[2]) == 4 else b" " + f[2]
-            out.append(b"%-6s%5s %-4s %3s%2s%4s%1s   %8.3f%8.3f%8.3f  1.00  0.00"
-                       % (f[0][:6], f[1][-5:], name, f[3][:3], chain, m[1], m[2] or b" ", x, y, z))
-        elif line.startswith((b"MODEL", b"ENDMDL", b"TER", b"END")):
-            out.append(line)
-    return b"\n".join(out) + b"\n"
+    return st, has_elements, text.ends_cleanly(data, cif)
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -270,18 +237,18 @@ _POLYMER, _WATER = int(gemmi.EntityType.Polymer.value), int(gemmi.EntityType.Wat
 _PEPTIDE = (gemmi.PolymerType.PeptideL, gemmi.PolymerType.PeptideD)
 
 
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _strings(chars) -> np.ndarray:
-    """gemmi's (N, 8) int8 character arrays as a numpy str array."""
+    """gemmi's (N, k) int8 character arrays as a numpy str array (UTF-8, else Latin-1)."""
     a = np.ascontiguousarray(chars)
-    return a.view(f"S{a.shape[1]}")[:, 0].astype(str)
-
-
-def _runs(*keys: np.ndarray) -> np.ndarray:
-    """Ids 0, 1, ... that increase wherever any of the per-atom ``keys`` changes."""
-    change = np.zeros(len(keys[0]), bool)
-    for k in keys:
-        change[1:] |= k[1:] != k[:-1]
-    return np.cumsum(change)
+    raw = a.view(f"S{a.shape[1]}")[:, 0]
+    return raw.astype(str) if (a >= 0).all() else _by_name(raw, _decode).astype(str)
 
 
 def _by_name(values: np.ndarray, fn) -> np.ndarray:
@@ -290,16 +257,16 @@ def _by_name(values: np.ndarray, fn) -> np.ndarray:
     return np.array([fn(v) for v in distinct.tolist()])[inverse]
 
 
-def _extract(path, st, keep_chains, ranges, keep_hetero, keep_water, has_elements) -> Structure:
+def _extract(path, st, keep_chains, ranges, keep_hetero, keep_water, has_elements, check_end) -> Structure:
     """The atoms of the first model of ``st`` (via gemmi.FlatStructure) as a Structure."""
     flat = gemmi.FlatStructure(st)
     if len(flat.resnums) == 0:
         raise StructureError(path, "no atoms in the selected model")
     chain, res_name, name = _strings(flat.chain_ids), _strings(flat.residue_names), _strings(flat.atom_names)
     res_num = np.asarray(flat.resnums, dtype=np.int32)
-    icode = np.char.strip(np.asarray(flat.icodes).view("S1").astype(str))
+    icode = np.char.strip(_strings(np.asarray(flat.icodes)[:, None]))
     entity = np.asarray(flat.entity_type)
-    residue = _runs(chain, res_num, icode, res_name)
+    residue = masks.runs(chain, res_num, icode, res_name)
 
     amino, polymer_like = _by_name(res_name, _residue_kind).reshape(-1, 2).T
     peptide = {s for e in st.entities if e.polymer_type in _PEPTIDE for s in e.subchains}
@@ -317,10 +284,41 @@ def _extract(path, st, keep_chains, ranges, keep_hetero, keep_water, has_element
     if keep_chains is not None:
         keep &= np.isin(chain, list(keep_chains))
     if ranges is not None:
-        keep &= _in_ranges(chain, res_num, icode, ranges)
+        keep &= masks.in_ranges(chain, res_num, icode, ranges)
     if not (keep & protein).any():
         raise StructureError(path, "no protein atoms" + (" in the selected chains/residues" if keep_chains or ranges else ""))
+    pos = np.asarray(flat.pos)
+    unusable = keep & ~(np.abs(pos) <= MAX_COORDINATE).all(axis=1)  # NaN fails the comparison too
+    keep &= ~unusable
+    if not (keep & protein).any():
+        raise StructureError(path, f"no usable protein atoms: {unusable.sum()} atom(s) have non-numeric or non-finite coordinates")
 
+    element = _elements(flat, name, res_name, residue, polymer_like, has_elements)
+    alt = np.asarray(flat.altlocs)
+    if (alt[keep] != 0).any():
+        keep[keep] = masks.one_conformer(residue[keep], masks.runs(chain, res_num, icode)[keep], name[keep],
+                                    alt[keep] != 0, np.asarray(flat.occ)[keep])
+    duplicate = masks.later_duplicates(keep & protein, pos, chain, res_num, icode, res_name, name)
+    keep &= ~duplicate
+    warnings = []
+    if unusable.any():
+        warnings.append(f"{unusable.sum()} atom(s) with non-numeric or non-finite coordinates ignored")
+    if duplicate.any():
+        warnings.append(f"{duplicate.sum()} duplicated atom(s) (same chain, residue, name and position) ignored; the first of each kept")
+    last = residue == residue[-1]
+    missing = [n for n in ("N", "CA", "C", "O") if n not in name[last]]
+    if check_end and amino[-1] and missing:
+        warnings.append(f"the file has no END record and its last residue ({chain[-1]} {res_name[-1]} {res_num[-1]}"
+                        f"{icode[-1]}) lacks {', '.join(missing)}: it may be truncated")
+    return Structure(
+        coords=pos[keep].astype(np.float32), element=element[keep], atom_name=name[keep],
+        res_name=res_name[keep], res_num=res_num[keep], icode=icode[keep], chain=chain[keep], path=str(path),
+        warnings=tuple(warnings),
+    )
+
+
+def _elements(flat, name, res_name, residue, polymer_like, has_elements) -> np.ndarray:
+    """(N,) element symbols: the file's, else guessed from atom names (see the module doc)."""
     element = _SYMBOLS[np.asarray(flat.elements)]
     guess = polymer_like & ((element == "X") | (not has_elements))
     if guess.any():
@@ -331,45 +329,10 @@ def _extract(path, st, keep_chains, ranges, keep_hetero, keep_water, has_element
         if ion.any():
             named = _by_name(name[ion], _ion_element)
             element[ion] = np.where(named != "", named, element[ion])
-
-    alt = np.asarray(flat.altlocs)
-    if (alt[keep] != 0).any():
-        keep[keep] = _one_conformer(residue[keep], _runs(chain, res_num, icode)[keep], name[keep],
-                                    alt[keep] != 0, np.asarray(flat.occ)[keep])
-    return Structure(
-        coords=np.asarray(flat.pos)[keep].astype(np.float32), element=element[keep], atom_name=name[keep],
-        res_name=res_name[keep], res_num=res_num[keep], icode=icode[keep], chain=chain[keep], path=str(path),
-    )
+    return element
 
 
-def _in_ranges(chain, res_num, icode, ranges) -> np.ndarray:
-    inside = np.zeros(len(chain), bool)
-    for r in ranges:
-        after = (res_num > r.start[0]) | ((res_num == r.start[0]) & (icode >= r.start[1]))
-        before = (res_num < r.end[0]) | ((res_num == r.end[0]) & (icode <= r.end[1]))
-        inside |= after & before & ((chain == r.chain) if r.chain is not None else True)
-    return inside
 
-
-def _one_conformer(residue, site, name, has_alt, occ) -> np.ndarray:
-    """Mask keeping, per residue position (site), the residue with the highest altloc
-    occupancy and, per atom name, the alternate location with the highest occupancy
-    (the first on ties)."""
-    keep = np.ones(len(name), bool)
-    for s in np.unique(site[has_alt]):
-        candidates = np.unique(residue[site == s])
-        if len(candidates) > 1:
-            score = [occ[(residue == c) & has_alt].max(initial=0.0) for c in candidates]
-            keep &= ~np.isin(residue, np.delete(candidates, int(np.argmax(score))))
-    disordered = np.flatnonzero(keep & np.isin(residue, residue[has_alt]))
-    best: dict[tuple[int, str], int] = {}
-    for i in disordered.tolist():
-        j = best.setdefault((residue[i], name[i]), i)
-        if occ[i] > occ[j]:
-            best[(residue[i], name[i])] = i
-    keep[disordered] = False
-    keep[list(best.values())] = True
-    return keep
 
 
 # ---------------------------------------------------------------------------- selections

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from cathnet import fields as input_fields
-from cathnet.data import CathData, DatasetError, EnvironmentData
+from cathnet.data import DatasetError
+from cathnet.datasets import CathData, EnvironmentData
 from cathnet.environments import AMINO_ACIDS, ONE_LETTER, RADIUS, channel_names, pad_environments
 
 __all__ = ["TrainError", "Batch", "Voxels", "CathTask", "AminoAcidTask", "TASKS", "make_task"]

@@ -35,7 +35,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
@@ -44,12 +43,16 @@ from cathnet.checkpoint import (
     CheckpointError,
     cpu_tensors,
     load_optimizer,
+    load_tensors,
+    load_weights,
     optimizer_tensors,
     read_json,
+    require_fields,
     save_model,
+    sibling,
 )
 from cathnet.fields import FRAME, voxelize_fields, voxelize_frame
-from cathnet.fileio import atomic_write, write_json
+from cathnet.fileio import atomic_write, finite_json, write_json
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.precision import autocast, resolve_precision
 from cathnet.so3 import random_rotation
@@ -69,6 +72,8 @@ __all__ = [
 ]
 
 STATE_FORMAT = "cathnet-train-state/1"
+_STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer": str, "optimizer_state": dict,
+                 "epoch": int, "best": dict}
 _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchronises a GPU)
 #: Options that must not change when a run is resumed.
 _RESUME_KEYS = (
@@ -191,6 +196,14 @@ def predict(
 
 
 # ---------------------------------------------------------------------------- training
+
+
+def _epoch(line: str) -> float:
+    """The epoch of a metrics.jsonl line; infinity for a damaged one (dropped on resume)."""
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, TypeError, KeyError):
+        return math.inf
 
 
 def _seed(*parts: int) -> int:
@@ -324,6 +337,7 @@ class _Run:
         state = read_json(path)
         if state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{path}: format {state.get('format')!r}, expected {STATE_FORMAT!r}")
+        require_fields(state, _STATE_FIELDS, path)
         saved, now = state["config"], json.loads(json.dumps(self._state_key()))
         defaults = asdict(TrainConfig(data="", model="", out=""))  # keys added after a checkpoint was written
         changed = [f"{k} ({saved.get(k, defaults[k])!r} -> {now[k]!r})" for k in now if saved.get(k, defaults[k]) != now[k]]
@@ -331,17 +345,17 @@ class _Run:
             raise TrainError(f"--resume: options differ from the checkpoint in {self.out}: {', '.join(changed)}")
         if state["data_sha256"] != self.task.sha256:
             raise TrainError(f"--resume: {self.config.data} is not the dataset the checkpoint was trained on")
+        weights, optimizer = (sibling(self.out, state[k], k, path) for k in ("weights", "optimizer"))
+        load_weights(self.model, load_tensors(weights), weights)
         try:
-            self.model.load_state_dict(st_load((self.out / state["weights"]).read_bytes()))
-            tensors = st_load((self.out / state["optimizer"]).read_bytes())
-        except OSError as exc:
-            raise CheckpointError(f"{self.out}: cannot read checkpoint ({exc})") from None
-        load_optimizer(self.optimizer, tensors, state["optimizer_state"])
+            load_optimizer(self.optimizer, load_tensors(optimizer), state["optimizer_state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{optimizer}: optimizer state does not fit ({type(exc).__name__}: {exc})") from None
         self.start_epoch, self.best = state["epoch"], state["best"]
         if self.rank == 0:
             metrics = self.out / "metrics.jsonl"
             if metrics.exists():
-                lines = [l for l in metrics.read_text().splitlines() if l and json.loads(l)["epoch"] <= self.start_epoch]
+                lines = [l for l in metrics.read_text().splitlines() if _epoch(l) <= self.start_epoch]
                 atomic_write(metrics, "".join(l + "\n" for l in lines).encode())
             self.console.print(f"resuming {self.out} after epoch {self.start_epoch}")
 
@@ -381,7 +395,7 @@ class _Run:
             if not old.name.startswith(stem + "."):
                 old.unlink()
         with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+            f.write(json.dumps(finite_json(metrics)) + "\n")
 
     # -- loop
 

@@ -8,7 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import DatasetError, EnvironmentData, build_dataset
+from cathnet.data import DatasetError, build_dataset
+from cathnet.datasets import EnvironmentData
 from cathnet.environments import AMINO_ACIDS, residue_environments
 from cathnet.evaluate import evaluate
 from cathnet.predict import load_model
@@ -121,7 +122,8 @@ def test_predict_task_aa_formats_and_errors(trained, tmp_path):
     res = runner.invoke(app, ["predict", "--model", str(trained), "-f", "json", "--no-progress", pdb, str(bad)])
     assert res.exit_code == 1, res.output
     assert "broken.pdb" in res.stderr and "Traceback" not in res.output
-    rows = json.loads(res.stdout)
+    *rows, failed = json.loads(res.stdout)
+    assert failed["file"] == str(bad) and set(failed) == {"file", "error"}  # as in the cath task's JSON
     n_res = len([e for e in residue_environments(read_structure(pdb))])
     assert len(rows) == n_res
     for row in rows:
@@ -136,7 +138,7 @@ def test_predict_task_aa_formats_and_errors(trained, tmp_path):
     res = runner.invoke(app, ["predict", "--model", str(trained), "-f", "csv", "--no-progress", pdb])
     lines = res.stdout.splitlines()
     assert res.exit_code == 0 and lines[0].split(",")[:8] == ["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds"]
-    assert len(lines) == n_res + 1 and len(lines[1].split(",")) == 28
+    assert len(lines) == n_res + 1 and len(lines[1].split(",")) == 29 and lines[0].endswith(",error")
     res = runner.invoke(app, ["predict", "--model", str(trained), "--no-progress", pdb])
     assert res.exit_code == 0 and "top-1 prediction = native residue for" in res.stdout
     res = runner.invoke(app, ["predict", "--model", str(trained), "--rotations", "3", "-f", "json", "--no-progress", pdb])

@@ -88,7 +88,7 @@ def test_disk_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("CATHNET_CACHE", str(tmp_path))
     basis._kernel_basis.cache_clear()
     first = basis.kernel_basis(2, 2, 3)
-    files = list((tmp_path / "basis").glob("*.npy"))
+    files = list((tmp_path / "basis").glob("*.npz"))
     assert len(files) == 1
     basis._kernel_basis.cache_clear()
     second = basis.kernel_basis(2, 2, 3)

@@ -111,9 +111,9 @@ def test_mixed_directory(tmp_path):
 def test_unreadable_file(tmp_path, monkeypatch):
     locked = tmp_path / "locked.pdb"
     shutil.copy(CATH / "3m9qA02.pdb", locked)
-    real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes",  # root ignores chmod: raise what a locked file raises
-                        lambda self: (_ for _ in ()).throw(PermissionError(13, "denied")) if self.name == "locked.pdb" else real(self))
+    real = os.open
+    monkeypatch.setattr(os, "open",  # root ignores chmod: raise what a locked file raises
+                        lambda p, *a: (_ for _ in ()).throw(PermissionError(13, "denied")) if Path(p).name == "locked.pdb" else real(p, *a))
     result = run(locked, CATH / "3r4yA01.pdb", "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert error_lines(result) == [f"error: {locked}: permission denied"]

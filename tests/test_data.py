@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import ARCHITECTURES, CathData, DatasetError, assign_splits, build_dataset, read_labels, sha256
+from cathnet.data import ARCHITECTURES, DatasetError, assign_splits, build_dataset, read_labels, sha256
+from cathnet.datasets import CathData
 from cathnet.structure import read_structure, select_atoms
 
 from cath_helpers import FIXTURES, N_SPLITS

@@ -317,8 +317,8 @@ def test_unreadable_file(tmp_path, monkeypatch):
     if os.geteuid() != 0:  # root reads anything: simulate the permission error there
         path.chmod(0)
     else:
-        real = Path.read_bytes
-        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "denied"))
-                            if self == path else real(self))
+        real = os.open
+        monkeypatch.setattr(os, "open", lambda p, *a: (_ for _ in ()).throw(PermissionError(13, "denied"))
+                            if str(p) == str(path) else real(p, *a))
     with pytest.raises(StructureError, match="permission denied"):
         read_structure(path)

@@ -1,7 +1,8 @@
-"""Helpers shared by the subcommands: input expansion, one-line errors (atomic writes:
-:mod:`cathnet.fileio`)."""
+"""Helpers shared by the subcommands: input expansion, one-line errors and warnings,
+option bounds, outputs that must not overwrite inputs (atomic writes: :mod:`cathnet.fileio`)."""
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from enum import Enum
@@ -11,13 +12,16 @@ from typing import Iterable
 import typer
 from rich.console import Console
 
+from cathnet.models import released_files
 from cathnet.structure import SELECTIONS, parse_residue_ranges
 
 __all__ = [
-    "PRECISION_HELP", "Precision", "STRUCTURE_SUFFIXES", "err_console", "expand_inputs", "is_structure_file", "report_error", "structure_id",
+    "MAX_SEED", "PRECISION_HELP", "Precision", "STRUCTURE_SUFFIXES", "bounded", "err_console", "expand_inputs",
+    "is_structure_file", "refuse_overwrite", "report_error", "report_warning", "structure_id",
 ]
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
+MAX_SEED = 2**32 - 1
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -36,6 +40,40 @@ def report_error(path, reason: str | None = None) -> None:
     """Print one line ``error: PATH: REASON`` (or ``error: MESSAGE``) to stderr."""
     message = str(path) if reason is None else f"{path}: {reason}"
     err_console.print(f"error: {' '.join(message.splitlines())}", style="red", markup=False)
+
+
+def report_warning(path, message: str) -> None:
+    """Print one line ``warning: PATH: MESSAGE`` to stderr."""
+    err_console.print(f"warning: {path}: {' '.join(message.splitlines())}", style="yellow", markup=False)
+
+
+def bounded(lo: float, hi: float):
+    """Typer callback: a number in ``lo..hi`` (Click's own range check lets NaN through)."""
+    def check(value):
+        if value is not None and not lo <= value <= hi:
+            raise typer.BadParameter(f"{value} is not in the range {lo:g}..{hi:g}")
+        return value
+    return check
+
+
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_overwrite(outputs: Iterable, inputs: Iterable, option: str) -> None:
+    """A usage error if an output (symlinks followed) is one of ``inputs`` or a file of
+    a released model."""
+    protected = {_identity(p): "an input" for p in inputs}
+    protected |= {_identity(p): "a released-model file" for p in released_files()}
+    protected.pop(None, None)  # files that do not exist protect nothing
+    for out in outputs:
+        what = protected.get(_identity(out)) if out is not None else None
+        if what:
+            raise typer.BadParameter(f"{out} is {what}; refusing to overwrite it", param_hint=option)
 
 
 def _stem_suffix(name: str) -> str:
@@ -60,10 +98,11 @@ def structure_id(path) -> str:
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Structure files named by ``inputs``, and (input, reason) for those that name none.
 
-    A file is taken whatever its name; a directory is searched recursively for structure
-    files (hidden entries skipped); a pattern with ``*``, ``?`` or ``[`` is expanded like the
-    shell (``**`` recursive) and matching directories are searched. Results are sorted within
-    each input, in input order, without duplicates.
+    A file is taken whatever its name (the reader refuses what is not a regular file); a
+    directory is searched recursively for structure files (hidden entries skipped, symlinked
+    folders inside it not followed); a pattern with ``*``, ``?`` or ``[`` is expanded like
+    the shell (``**`` recursive, not through symlinked folders) and matching directories are
+    searched. Results are sorted within each input, in input order, without duplicates.
     """
     paths: list[Path] = []
     errors: list[tuple[str, str]] = []
@@ -86,7 +125,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list
             add([Path(item)])
         elif any(c in item for c in "*?["):
             found = []
-            for match in sorted(glob.glob(item, recursive=True)):
+            for match in sorted(_glob(item)):
                 if os.path.isdir(match):
                     found += _walk(Path(match), errors)
                 elif is_structure_file(match):
@@ -97,6 +136,32 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list
         else:
             errors.append((item, "no such file or directory"))
     return paths, errors
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` does not descend into
+    symlinked folders (a link loop would never end) and hidden entries are skipped."""
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return glob.glob(pattern)
+    i = parts.index("**")
+    rest = parts[i:]
+    out = []
+    for base in glob.glob(os.path.join(*parts[:i])) if i else ["."]:
+        for folder, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = Path(os.path.relpath(folder, base)).parts if folder != base else ()
+            out += [os.path.join(folder, n) for n in dirs + files if not n.startswith(".") and _match((*rel, n), rest)]
+    return [p.removeprefix("./") if not pattern.startswith("./") else p for p in out]
+
+
+def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether path components match glob components (``**``: any number of them)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_match(parts[k:], pattern[1:]) for k in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
 
 
 def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:

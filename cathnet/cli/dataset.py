@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import report_error
+from cathnet.cli.common import MAX_SEED, bounded, refuse_overwrite, report_error
 from cathnet.data import ENVIRONMENT, DatasetError, build_dataset
 from cathnet.structure import SELECTIONS
 
@@ -22,19 +22,17 @@ dataset_app = typer.Typer(help="Build datasets from CATH structures.", no_args_i
 app.add_typer(dataset_app, name="dataset")
 
 
-
-
 @dataset_app.command("build")
 def build(
     pdb: Path = typer.Option(..., "--pdb", help="Folder of <cath_id>[.pdb] files, or a tar archive such as pool.tar.xz."),
     out: Path = typer.Option(..., "-o", "--out", help="Output .npz; a JSON summary is written next to it."),
     labels: Path = typer.Option(None, "--labels", help="labels.csv of the pool or a CATH domain list (CLF). Default: labels.csv inside the --pdb archive."),
     atoms: DatasetAtoms = typer.Option(DatasetAtoms["ca"], "--atoms", help="Atoms per domain: Cα, Cα typed by secondary structure (ca-ss), backbone (N, CA, C, O), all heavy atoms, or 'environment' (C/N/O/S atoms + residue table, for --task aa)."),
-    n_splits: int = typer.Option(10, "--splits", min=1, help="Number of superfamily-disjoint splits."),
-    max_radius: float = typer.Option(None, "--max-radius", min=0.0, help="Drop domains with an atom farther than this (Å) from their centre; 50 = the paper's 50³ × 2 Å grid."),
+    n_splits: int = typer.Option(10, "--splits", min=1, max=100, help="Number of superfamily-disjoint splits."),
+    max_radius: float = typer.Option(None, "--max-radius", callback=bounded(0, 1e4), help="Drop domains with an atom farther than this (Å) from their centre; 50 = the paper's 50³ × 2 Å grid."),
     one_per_s35: bool = typer.Option(True, "--one-per-s35/--all-domains", help="CATH domain list only: keep one domain per S35 cluster (40 % identity)."),
-    workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, help="Parallel parser processes."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split assignment."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, max=256, help="Parallel parser processes."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the split assignment."),
 ) -> None:
     """Build a superfamily-disjoint CATH dataset (npz + JSON summary).
 
@@ -43,13 +41,14 @@ def build(
     console = Console(stderr=True, soft_wrap=True)
     if out.suffix != ".npz":
         raise typer.BadParameter(f"{out}: the output must end in .npz", param_hint="-o")
+    refuse_overwrite([out, out.with_suffix(".json")], [pdb, *([labels] if labels else [])], "-o")
     if not out.parent.is_dir():
         report_error(out.parent, "output folder does not exist")
         raise typer.Exit(1) from None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("reading structures", total=None)
-        try:
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            bar = progress.add_task("reading structures", total=None)
             result = build_dataset(
                 pdb, out, labels=labels, atoms=atoms.value, n_splits=n_splits, seed=seed,
                 max_radius=max_radius, one_per_s35=one_per_s35, workers=workers,
@@ -57,12 +56,12 @@ def build(
                 on_progress=lambda: progress.advance(bar),
                 on_error=lambda cath_id, msg: console.print(f"skipped {cath_id}: {msg}", markup=False, highlight=False),
             )
-        except DatasetError as exc:
-            report_error(str(exc))
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            report_error(exc.filename or out, exc.strerror or str(exc))
-            raise typer.Exit(1) from None
+    except DatasetError as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        report_error(exc.filename or out, exc.strerror or str(exc))
+        raise typer.Exit(1) from None
     s = result.summary
     table = Table(title=f"{out}: domains per class and split", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("class", no_wrap=True)
@@ -82,6 +81,7 @@ def build(
         f"{s['n_domains']} domains, {s['n_atoms']} atoms ({atoms.value}), {s['n_superfamilies']} superfamilies; "
         f"skipped: {len(skipped['unreadable'])} unreadable, {len(skipped['missing_file'])} without a structure file, "
         f"{len(skipped['too_large'])} too large, {skipped['other_architecture']} of other architectures; "
+        f"{len(s['warnings'])} with warnings (listed in the summary); "
         f"{s['seconds']:.1f} s. Summary: {result.summary_path}",
         highlight=False,
     )

@@ -9,22 +9,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import PRECISION_HELP, Precision, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, refuse_overwrite, report_error
 from cathnet.cli.train import parse_splits
 from cathnet.data import DatasetError
 from cathnet.fileio import write_json
+from cathnet.models import MAX_ROTATIONS, resolve_model
 
 
 @app.command()
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="best.json / best.safetensors (or the training folder)."),
+    checkpoint: str = typer.Argument(..., help="Released model name, or best.json / best.safetensors (or the training folder)."),
     data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset .npz."),
     splits: str = typer.Option(None, "--splits", help="Splits to evaluate, comma-separated (default: the model's test splits)."),
-    rotations: int = typer.Option(8, "--rotations", min=0, help="Random-rotation passes for the robustness check."),
+    rotations: int = typer.Option(8, "--rotations", min=0, max=MAX_ROTATIONS, help=f"Random-rotation passes for the robustness check (at most {MAX_ROTATIONS})."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations and of --max-items."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random rotations and of --max-items."),
     max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path | None = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
@@ -33,7 +34,7 @@ def evaluate(
 
     Rotation robustness: accuracy and top-1 agreement under random rotations of every
     structure."""
-    from cathnet.checkpoint import CheckpointError
+    from cathnet.checkpoint import CheckpointError, model_files
     from cathnet.evaluate import evaluate as run_evaluation
     from cathnet.evaluate import plot_confusion
     from cathnet.train import TrainError
@@ -41,25 +42,32 @@ def evaluate(
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     console = Console(stderr=True)
+    png = png or (output.with_suffix(".png") if output else None)
+    try:
+        model = resolve_model(checkpoint)
+    except CheckpointError as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    refuse_overwrite([output, png], [data, *model_files(model)], "-o/--png")
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("evaluate", total=None)
-        try:
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            bar = progress.add_task("evaluate", total=None)
             result = run_evaluation(
-                checkpoint, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
-                rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed, max_items=max_items,
+                model, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
+                rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed,
+                max_items=max_items,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
-        except (TrainError, DatasetError, CheckpointError) as exc:
-            report_error(str(exc))
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            report_error(exc.filename or checkpoint, exc.strerror or str(exc))
-            raise typer.Exit(1) from None
+    except (TrainError, DatasetError, CheckpointError) as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        report_error(exc.filename or checkpoint, exc.strerror or str(exc))
+        raise typer.Exit(1) from None
     show(result, Console())
     if not result["data_matches_training"]:
         console.print(f"warning: {data} is not the dataset the model was trained on (checksum differs)")
-    png = png or (output.with_suffix(".png") if output else None)
     try:
         if output:
             write_json(output, result)

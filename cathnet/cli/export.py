@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from cathnet.cli.app import app
-from cathnet.cli.common import err_console, report_error
-from cathnet.models import DEFAULT_MODEL
+from cathnet.cli.common import err_console, refuse_overwrite, report_error
+from cathnet.models import DEFAULT_MODEL, resolve_model
 
 
 class ExportFormat(str, Enum):
@@ -33,7 +33,7 @@ def export(
 
     The exported network has a dynamic batch axis; a JSON sidecar holds the voxelization
     parameters and class names. Both files are written atomically."""
-    from cathnet.checkpoint import CheckpointError
+    from cathnet.checkpoint import CheckpointError, model_files
     from cathnet.export import ExportError, sidecar_path
     from cathnet.export import export as run_export
 
@@ -46,7 +46,13 @@ def export(
         raise typer.Exit(1)
     kwargs = {"opset": opset} if fmt is ExportFormat.onnx and opset is not None else {}
     try:
-        sidecar = run_export(model, output, fmt.value, verify=verify, **kwargs)
+        path = resolve_model(model)
+    except CheckpointError as exc:
+        report_error(str(exc))
+        raise typer.Exit(1) from None
+    refuse_overwrite([output, sidecar_path(output)], model_files(path), "--output")
+    try:
+        sidecar = run_export(path, output, fmt.value, verify=verify, **kwargs)
     except (CheckpointError, ExportError) as exc:
         report_error(str(exc))
         raise typer.Exit(1) from None

@@ -18,17 +18,20 @@ from rich.table import Table
 
 from cathnet.cli.app import app
 from cathnet.cli.common import (
+    MAX_SEED,
     PRECISION_HELP,
     Precision,
     Task,
     check_residue_ranges,
     err_console,
     expand_inputs,
+    refuse_overwrite,
     report_error,
+    report_warning,
 )
 from cathnet.environments import AMINO_ACIDS
 from cathnet.fileio import atomic_write
-from cathnet.models import DEFAULT_MODELS
+from cathnet.models import DEFAULT_MODELS, MAX_ROTATIONS
 
 if TYPE_CHECKING:
     from cathnet.predict import Prediction
@@ -54,7 +57,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def render(predictions: list[Prediction], fmt: Format, per_chain: bool) -> str:
     """The predictions as a JSON list, CSV or a plain-text table (empty when all failed)."""
     if fmt is Format.json:
-        return json.dumps([p.to_dict(with_chain=per_chain) for p in predictions], indent=1) + "\n"
+        return json.dumps([p.to_dict(with_chain=per_chain) for p in predictions], indent=1, allow_nan=False) + "\n"
     if fmt is Format.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -89,20 +92,24 @@ def _opt(value: float | None, digits: int) -> str:
 
 
 def render_residues(results: list[FilePrediction], fmt: Format) -> str:
-    """Per-residue amino-acid predictions as a JSON list (one object per residue), CSV (one
-    row per residue, all 20 probabilities) or a table per file (top-3)."""
+    """Per-residue amino-acid predictions as a JSON list (one object per residue, one
+    ``{"file", "error"}`` object per failed file, as for the cath task), CSV (one row per
+    residue with all 20 probabilities, one row with the error per failed file) or a table
+    per file (top-3)."""
     done = [f for f in results if f.error is None]
     if fmt is Format.json:
-        rows = [{"file": f.file, **r.to_dict()} for f in done for r in f.residues]
-        return json.dumps(rows, indent=1) + "\n"
+        rows = [row for f in results for row in _json_rows(f)]
+        return json.dumps(rows, indent=1, allow_nan=False) + "\n"
     if fmt is Format.csv:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds", *AMINO_ACIDS])
-        for f in done:
+        writer.writerow(["file", "chain", "resnum", "icode", "native", "predicted", "p_native", "log_odds", *AMINO_ACIDS, "error"])
+        for f in results:
+            if f.error is not None:
+                writer.writerow([f.file, *[""] * (7 + len(AMINO_ACIDS)), f.error])
             for r in f.residues:
                 writer.writerow([f.file, r.chain, r.resnum, r.icode, r.native, r.predicted, _opt(r.p_native, 5),
-                                 _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities)])
+                                 _opt(r.log_odds, 4), *(f"{p:.5f}" for p in r.probabilities), ""])
         return buf.getvalue()
     buf = io.StringIO()
     console = Console(file=buf, width=200, highlight=False, color_system=None)
@@ -123,6 +130,12 @@ def render_residues(results: list[FilePrediction], fmt: Format) -> str:
     return buf.getvalue()
 
 
+def _json_rows(f: FilePrediction) -> list[dict]:
+    if f.error is not None:
+        return [{"file": f.file, "error": f.error}]
+    return [{"file": f.file, **r.to_dict()} for r in f.residues]
+
+
 @app.command()
 def predict(
     inputs: list[str] = typer.Argument(..., help="Structure files (PDB/mmCIF/PQR, optionally .gz), directories or globs."),
@@ -130,14 +143,14 @@ def predict(
     model: str = typer.Option(None, "--model", "-m", help="Released model name or path to a model .json/.safetensors or training folder (default: the task's released model)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write here (atomically) instead of standard output."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, max=4096, help="Grids per forward pass (default 16 domains, or 128 residues for --task aa)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     chain: str = typer.Option(None, "--chain", help="Use only this chain."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Use only these residue ranges, e.g. A:10-120 (cut a domain out of a chain)."),
     per_chain: bool = typer.Option(False, "--per-chain", help="One prediction per chain (cath)."),
-    rotations: int = typer.Option(0, "--rotations", min=0, help="Average over N random rotations (cath: and report their agreement; aa: per residue)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random rotations."),
+    rotations: int = typer.Option(0, "--rotations", min=0, max=MAX_ROTATIONS, help=f"Average over N (at most {MAX_ROTATIONS}) random rotations (cath: and report their agreement; aa: per residue)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random rotations."),
     shard: str = typer.Option(None, "--shard", help="i/n: predict only the i-th of n interleaved parts of the sorted file list."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on standard error."),
 ) -> None:
@@ -150,6 +163,9 @@ def predict(
     from cathnet.train import TrainError, resolve_device
 
     index, n_shards = parse_shard(shard)
+    paths, errors = expand_inputs(inputs)
+    paths = paths[index::n_shards]
+    refuse_overwrite([output], paths, "--output")
     try:
         dev = resolve_device(device)
         net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev, precision=precision.value)
@@ -163,8 +179,6 @@ def predict(
         raise typer.BadParameter("--per-chain applies to --task cath only (--task aa reports every residue with its chain)", param_hint="--task aa")
     if model_task == "aa" and rotations and net.oriented:
         raise typer.BadParameter("the model works in each residue's backbone frame: rotations change nothing", param_hint="--rotations")
-    paths, errors = expand_inputs(inputs)
-    paths = paths[index::n_shards]
     for item, reason in errors:
         report_error(item, reason)
     if model_task == "aa":
@@ -175,6 +189,7 @@ def predict(
     batch_size = batch_size or 16
 
     results: list[Prediction] = []
+    warned: set[str] = set()
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True, disable=not progress or len(paths) < 2 or not err_console.is_terminal,
@@ -182,6 +197,10 @@ def predict(
         bar_task = bar.add_task("predict", total=len(paths))
         for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
                                      batch_size=batch_size, on_done=lambda n: bar.advance(bar_task, n)):
+            if pred.file not in warned:
+                warned.add(pred.file)
+                for message in pred.warnings:
+                    report_warning(pred.file, message)
             if pred.error is not None:
                 report_error(pred.file, pred.error)
             elif pred.atoms_outside:
@@ -205,6 +224,8 @@ def _predict_residues(net, paths, fmt, output, batch_size, chain, residues, rota
         for result in net.predict_many(paths, chain=chain, residues=residues, rotations=rotations, seed=seed, batch_size=batch_size,
                                        on_done=lambda n: bar.update(task, residues=bar.tasks[0].fields["residues"] + n)):
             bar.advance(task)
+            for message in result.warnings:
+                report_warning(result.file, message)
             if result.error is not None:
                 report_error(result.file, result.error)
             results.append(result)

@@ -8,20 +8,21 @@ from rich.console import Console
 from rich.table import Table
 
 from cathnet.cli.app import app
+from cathnet.cli.common import MAX_SEED, bounded
 
 
 @app.command()
 def tetris(
-    seed: int = typer.Option(0, help="Seed for initialisation and for the test rotations."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed for initialisation and for the test rotations."),
     steps: int = typer.Option(150, min=1, help="Full-batch Adam steps per model."),
-    lr: float = typer.Option(0.02, help="Adam learning rate."),
-    size: int = typer.Option(16, min=8, help="Grid size (voxels per side, a multiple of 4)."),
-    rotations: int = typer.Option(24, "--rotations", min=1, help="Random 90° rotations per shape in the test set."),
+    lr: float = typer.Option(0.02, callback=bounded(0, 10), help="Adam learning rate."),
+    size: int = typer.Option(16, min=8, max=64, help="Grid size (voxels per side, a multiple of 4)."),
+    rotations: int = typer.Option(24, "--rotations", min=1, max=1000, help="Random 90° rotations per shape in the test set."),
     arbitrary: int = typer.Option(
-        8, min=0, help="Haar-random rotations per shape for the extra (inexact) arbitrary-rotation test; 0 skips it."
+        8, min=0, max=1000, help="Haar-random rotations per shape for the extra (inexact) arbitrary-rotation test; 0 skips it."
     ),
     threads: int = typer.Option(
-        1, min=0, help="torch threads (0: torch's default). One thread is fast enough here, keeps results "
+        1, min=0, max=256, help="torch threads (0: torch's default). One thread is fast enough here, keeps results "
         "identical across machines and does not collapse when other jobs share the cores."
     ),
     check: bool = typer.Option(False, help="Exit with status 1 unless the steerable net is 100 % on the 90° test."),

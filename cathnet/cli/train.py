@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from cathnet.cli.app import app
-from cathnet.cli.common import PRECISION_HELP, Precision, Task, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, Task, bounded, report_error
 
 #: ``--model`` choices, for the help text (a test keeps it equal to ``cathnet.networks.available()``)
 NETWORK_NAMES = ("cnn-compact", "cnn-env", "cnn-resnet34", "se3-compact", "se3-env", "se3resnet34")
@@ -61,21 +61,21 @@ def train(
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
     epochs: int = typer.Option(100, "--epochs", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Global batch size (split across torchrun processes)."),
-    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Adam learning rate."),
-    lr_decay: float = typer.Option(0.94, "--lr-decay", min=0.0, max=1.0, help="Learning-rate factor per epoch after the burn-in."),
+    lr: float = typer.Option(5e-4, "--lr", callback=bounded(0, 10), help="Adam learning rate."),
+    lr_decay: float = typer.Option(0.94, "--lr-decay", callback=bounded(0, 1), help="Learning-rate factor per epoch after the burn-in."),
     burn_in: int = typer.Option(40, "--burn-in", min=0, help="Epochs at the initial learning rate."),
-    l1: float = typer.Option(1e-7, "--l1", min=0.0, help="L1 penalty on weights."),
-    l2: float = typer.Option(1e-7, "--l2", min=0.0, help="L2 penalty on weights."),
+    l1: float = typer.Option(1e-7, "--l1", callback=bounded(0, 1), help="L1 penalty on weights."),
+    l2: float = typer.Option(1e-7, "--l2", callback=bounded(0, 1), help="L2 penalty on weights."),
     augment: bool = typer.Option(None, "--augment/--no-augment", help="Random rotations of the training structures (default: on for CNNs, off for equivariant networks)."),
     val_splits: str = typer.Option("7", "--val-splits", help="Validation splits, comma-separated."),
     test_splits: str = typer.Option("8,9", "--test-splits", help="Test splits (excluded from training), comma-separated."),
-    train_fraction: float = typer.Option(1.0, "--train-fraction", min=0.0, max=1.0, help="Class-stratified fraction of the training domains (seeded)."),
-    grid_size: int = typer.Option(None, "--grid-size", min=1, help="Voxels per side (default: 50 for cath, 16 for aa)."),
-    voxel_size: float = typer.Option(None, "--voxel-size", min=0.01, help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
-    sigma: float = typer.Option(None, "--sigma", min=0.01, help="Gaussian atom width in Å (default: half the voxel edge)."),
+    train_fraction: float = typer.Option(1.0, "--train-fraction", callback=bounded(0, 1), help="Class-stratified fraction of the training domains (seeded)."),
+    grid_size: int = typer.Option(None, "--grid-size", min=1, max=256, help="Voxels per side (default: 50 for cath, 16 for aa)."),
+    voxel_size: float = typer.Option(None, "--voxel-size", callback=bounded(0.01, 100), help="Voxel edge in Å (default: 2 for cath, 1.5 for aa)."),
+    sigma: float = typer.Option(None, "--sigma", callback=bounded(0.01, 100), help="Gaussian atom width in Å (default: half the voxel edge)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:

@@ -20,7 +20,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cathnet.cli.app import app
-from cathnet.cli.common import Selection, check_residue_ranges, err_console, expand_inputs, report_error, structure_id
+from cathnet.cli.common import (
+    Selection,
+    bounded,
+    check_residue_ranges,
+    err_console,
+    expand_inputs,
+    refuse_overwrite,
+    report_error,
+    report_warning,
+    structure_id,
+)
 from cathnet.fileio import atomic_save_npz
 from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, read_structure, select_atoms
 from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE
@@ -43,25 +53,19 @@ class _Job:
     compress: bool
 
 
-def _positive(value: float) -> float:
-    if not value > 0:
-        raise typer.BadParameter("must be > 0")
-    return value
-
-
 @app.command()
 def voxelize(
     inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Structure files, directories (searched recursively for .pdb .ent .cif .mmcif .pqr, optionally .gz) or glob patterns."),
     out: Path = typer.Option(..., "-o", "--out", help="Output directory (one <id>.npz per structure), or the .npz file with --stacked."),
     stacked: bool = typer.Option(False, "--stacked", help="Write all grids into one npz, with their ids."),
-    grid_size: int = typer.Option(GRID_SIZE, "--grid-size", min=1, help="Voxels per axis."),
-    voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=_positive, help="Voxel edge in Å."),
-    sigma: float = typer.Option(SIGMA, "--sigma", callback=_positive, help="Gaussian σ of each atom in Å."),
+    grid_size: int = typer.Option(GRID_SIZE, "--grid-size", min=1, max=256, help="Voxels per axis (at most 256)."),
+    voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=bounded(0.01, 100), help="Voxel edge in Å (0.01..100)."),
+    sigma: float = typer.Option(SIGMA, "--sigma", callback=bounded(0.01, 100), help="Gaussian σ of each atom in Å (0.01..100)."),
     selection: Selection = typer.Option(Selection["ca"], "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Parallel processes."),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="Parallel processes."),
     compress: bool = typer.Option(False, "--compress", help="Compress the npz files (smaller, slower)."),
 ) -> None:
     """Voxelize structures into Gaussian density grids (.npz).
@@ -77,6 +81,7 @@ def voxelize(
     for item, reason in failures:
         report_error(item, reason)
 
+    refuse_overwrite([out] if stacked else [out / f"{structure_id(p)}.npz" for p in paths], paths, "'-o'")
     outputs: dict[Path, Path] = {}
     jobs: list[_Job] = []
     for path in paths:
@@ -96,11 +101,13 @@ def voxelize(
 
     results: list[dict | None] = [None] * len(jobs)
     for i, result in _run(jobs, workers):
-        if isinstance(result, str):
-            failures.append((jobs[i].path, result))
+        for message in result[1]:
+            report_warning(jobs[i].path, message)
+        if isinstance(result[0], str):
+            failures.append((jobs[i].path, result[0]))
             report_error(*failures[-1])
         else:
-            results[i] = result
+            results[i] = result[0]
     done = [r for r in results if r is not None]
     if stacked and done:
         try:
@@ -127,10 +134,13 @@ def _settings(job: _Job) -> dict:
                 grid_size=np.array(job.grid_size), voxel_size=np.array(job.voxel_size), sigma=np.array(job.sigma))
 
 
-def _process(job: _Job) -> dict | str:
-    """Voxelize one file: a summary dict (with the grid when not written), or the error reason."""
+def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
+    """Voxelize one file: a summary dict (with the grid when not written) or the error
+    reason, and the warnings of the file."""
+    warnings: tuple[str, ...] = ()
     try:
         structure = read_structure(job.path, model=job.model, chains=job.chains, residues=job.residues)
+        warnings = structure.warnings
         coords, channels, n_channels = select_atoms(structure, job.selection)
         if len(coords) == 0:
             raise StructureError(job.path, f"no {job.selection} atoms")
@@ -139,19 +149,19 @@ def _process(job: _Job) -> dict | str:
                                          voxel_size=job.voxel_size, sigma=job.sigma, center=center)
         result = dict(source=job.path, center=center, n_atoms=len(coords), n_outside=n_outside)
         if job.out is None:
-            return {**result, "grid": grid}
+            return {**result, "grid": grid}, warnings
         atomic_save_npz(job.out, compress=job.compress, grid=grid, **{k: np.array(v) for k, v in result.items()},
                         **_settings(job))
-        return result
+        return result, warnings
     except StructureError as exc:
-        return exc.reason
+        return exc.reason, warnings
     except OSError as exc:
-        return f"cannot write {job.out}: {exc.strerror or exc}"
+        return f"cannot write {job.out}: {exc.strerror or exc}", warnings
     except Exception as exc:  # noqa: BLE001 - one line per bad input, never a traceback
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}", warnings
 
 
-def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[int, dict | str]]:
+def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[int, tuple[dict | str, tuple[str, ...]]]]:
     """(job index, result) in completion order, with a progress bar on a terminal."""
     progress = Progress(TextColumn("voxelizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=err_console, transient=True, disable=not err_console.is_terminal)
