@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn as nn
 
 from cathnet.nn.field import FieldType
@@ -11,16 +10,55 @@ from cathnet.nn.field import FieldType
 __all__ = ["EquivariantBatchNorm", "FieldDropout", "convert_sync_batchnorm"]
 
 
+class _FieldScale(torch.autograd.Function):
+    """``x · s`` per channel with ``s = w / sqrt(E_field[x²] + eps)`` from the batch, where
+    ``E_field`` averages the squares over batch, space and the components of each field.
+    Written out (one reduction and one elementwise pass each way) because autograd's
+    generic graph for it costs several full passes and dtype round trips."""
+
+    @staticmethod
+    def forward(ctx, x, weight, field_of_channel, field_size, eps, sync):
+        dims = (0, *range(2, x.dim()))
+        sq = torch.sum(x * x, dims, dtype=torch.float32)
+        count = x.numel() / x.shape[1]
+        if sync:
+            sq = _all_mean(sq)
+        q = sq.new_zeros(len(weight)).index_add_(0, field_of_channel, sq) / (field_size * count)
+        s = weight.float() * torch.rsqrt(q + eps)
+        ctx.save_for_backward(x, weight, field_of_channel, field_size, q, s)
+        ctx.eps, ctx.count, ctx.sync = eps, count, sync
+        return x * s[field_of_channel].to(x.dtype).view(1, -1, *([1] * (x.dim() - 2))), q
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        x, weight, field_of_channel, field_size, q, s = ctx.saved_tensors
+        dims, shape = (0, *range(2, x.dim())), (1, -1, *([1] * (x.dim() - 2)))
+        dot = torch.sum(grad * x, dims, dtype=torch.float32)
+        local = dot.new_zeros(len(weight)).index_add_(0, field_of_channel, dot)
+        world = dist.get_world_size() if ctx.sync else 1
+        d = _all_mean(local) * world if ctx.sync else local  # the statistics saw every process's batch
+        k = s / (q + ctx.eps) * d / (ctx.count * world * field_size)
+        dx = torch.addcmul(grad * s[field_of_channel].to(grad.dtype).view(shape), x,
+                           -k[field_of_channel].to(x.dtype).view(shape))
+        dw = (local / torch.sqrt(q + ctx.eps)).to(weight.dtype)  # local: DDP averages parameter gradients
+        return dx, dw, None, None, None, None
+
+
+def _all_mean(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
 class EquivariantBatchNorm(nn.Module):
     """Batch norm that commutes with rotations; ``in_type = out_type = field_type``.
 
-    Scalars: the usual batch norm (parameters and running statistics in a
-    ``BatchNorm3d``, ``scalar_bn``). Fields of order l > 0: no mean shift; each field is
-    divided by the square root of its running mean squared norm per component
-    (``E|f|² / (2l+1)``), then scaled by a learned per-field weight. Both reduce to one
-    per-channel affine map ``x · a + b`` over the whole tensor, computed from fp32
-    statistics whatever the input's dtype (autocast). After :func:`convert_sync_batchnorm`
-    the statistics are averaged over all processes.
+    Scalars: the usual batch norm (``scalar_bn``, a ``BatchNorm3d``). Fields of order
+    l > 0: no mean shift; each field is divided by the square root of its mean squared
+    norm per component (``E|f|² / (2l+1)``, batch statistics in training, running ones in
+    eval), then scaled by a learned per-field weight. Statistics are fp32 whatever the
+    input's dtype (autocast). After :func:`convert_sync_batchnorm` the statistics are
+    averaged over all processes.
     """
 
     def __init__(self, field_type: FieldType, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
@@ -37,53 +75,26 @@ class EquivariantBatchNorm(nn.Module):
         self.register_buffer("field_size", sizes.float(), persistent=False)
         self.synchronised = False
 
-    def _statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch mean of the scalars and mean square of every channel, at least fp32."""
-        dims, dtype = (0, *range(2, x.dim())), torch.promote_types(x.dtype, torch.float32)
-        n0 = self.field_type.mult(0)
-        mean = x.mean(dims, dtype=dtype)[:n0]  # all channels: no sliced backward
-        sq = x.square().mean(dims, dtype=dtype)
-        if self.synchronised and dist.is_initialized():  # equal local batches: mean of means
-            both = dist_nn.all_reduce(torch.cat([mean, sq])) / dist.get_world_size()
-            mean, sq = both.split([n0, len(sq)])
-        return mean, sq
-
-    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel (a, b) of ``x · a + b``; updates the running statistics in training."""
-        n0, bn = self.field_type.mult(0), self.scalar_bn
-        if self.training:
-            mean, sq = self._statistics(x)
-            var = (sq[:n0] - mean.square()).clamp(min=0)
-            field_sq = sq.new_zeros(len(self.running_sq)).index_add(0, self.field_of_channel, sq[n0:]) / self.field_size
-            with torch.no_grad():
-                self.running_sq.lerp_(field_sq.to(self.running_sq), self.momentum)
-                if bn is not None and bn.track_running_stats:
-                    n = x.numel() / x.shape[1]
-                    bn.running_mean.lerp_(mean.to(bn.running_mean), self.momentum)
-                    bn.running_var.lerp_((var * n / max(n - 1, 1)).to(bn.running_var), self.momentum)
-                    bn.num_batches_tracked += 1
-        else:
-            field_sq = self.running_sq
-            if bn is not None:
-                mean, var = bn.running_mean, bn.running_var
-        scale = torch.rsqrt(field_sq + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight
-        a, b = [scale[self.field_of_channel]], [scale.new_zeros(self.high.dim)]
-        if bn is not None:
-            a0 = torch.rsqrt(var + self.eps)
-            b0 = -mean * a0
-            if bn.affine:
-                a0, b0 = a0 * bn.weight, b0 * bn.weight + bn.bias
-            a, b = [a0, *a], [b0, *b]
-        return torch.cat(a), torch.cat(b)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.field_type.dim:
             raise ValueError(f"EquivariantBatchNorm expects {self.field_type.dim} channels ({self.field_type}), got {x.shape[1]}")
-        a, b = self._affine(x)
-        shape = (1, -1, *([1] * (x.dim() - 2)))
-        return torch.addcmul(b.to(x.dtype).view(shape), x, a.to(x.dtype).view(shape))
+        n0 = self.field_type.mult(0)
+        scalars, high = x.split([n0, self.high.dim], dim=1)
+        parts = [self.scalar_bn(scalars)] if self.scalar_bn is not None else []
+        if self.high.dim:
+            parts.append(self._scale_fields(high))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def _scale_fields(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.weight is not None else torch.ones_like(self.running_sq)
+        if self.training:
+            sync = self.synchronised and dist.is_initialized()
+            out, q = _FieldScale.apply(x, weight, self.field_of_channel, self.field_size, self.eps, sync)
+            with torch.no_grad():
+                self.running_sq.lerp_(q.to(self.running_sq), self.momentum)
+            return out
+        s = weight * torch.rsqrt(self.running_sq + self.eps)
+        return x * s[self.field_of_channel].to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
