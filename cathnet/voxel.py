@@ -166,12 +166,6 @@ def voxelize_dense(
     return VoxelGrid(grid.astype(np.float32), n_outside)
 
 
-#: :func:`voxelize_batch` sums separable stencils with matrix products (dense) rather than
-#: scattering every stencil voxel when ``N³ · channels ≤ DENSE_RATIO · W³`` (W: stencil width):
-#: on CPUs one scattered voxel costs about as much as 2,000 multiply-adds of a matrix product.
-DENSE_RATIO = 2000
-
-
 def _scatter(index: torch.Tensor, w: torch.Tensor, ch: torch.Tensor, n_channels: int, n: int) -> torch.Tensor:
     """Grids (B, C, n, n, n): every atom's W³ stencil voxels added one by one."""
     import torch
@@ -184,24 +178,6 @@ def _scatter(index: torch.Tensor, w: torch.Tensor, ch: torch.Tensor, n_channels:
     grid = torch.zeros(B * n_channels * n**3, dtype=torch.float32, device=index.device)
     grid.index_add_(0, flat.reshape(-1), weight.reshape(-1))
     return grid.view(B, n_channels, n, n, n)
-
-
-def _dense(index: torch.Tensor, w: torch.Tensor, ch: torch.Tensor, n_channels: int, n: int) -> torch.Tensor:
-    """Grids (B, C, n, n, n) as Σ_atoms x ⊗ y ⊗ z of the atoms' 1-D stencils spread over the
-    grid: per structure one (n², A) @ (A, C·n) matrix product, in chunks of ≤ 2²² elements."""
-    import torch
-
-    B, A = w.shape[:2]
-    axis = torch.zeros(B, A, 3, n, dtype=w.dtype, device=w.device).scatter_add_(-1, index, w)
-    onehot = torch.nn.functional.one_hot(ch, n_channels).to(w.dtype)                      # (B, A, C)
-    out = torch.empty(B, n * n, n_channels * n, dtype=w.dtype, device=w.device)
-    step = max(1, 2**22 // max(1, A * n * max(n, n_channels)))
-    for lo in range(0, B, step):
-        ax = axis[lo: lo + step]
-        xy = (ax[:, :, 0, :, None] * ax[:, :, 1, None, :]).flatten(2)                    # (b, A, n²)
-        zc = (onehot[lo: lo + step, :, :, None] * ax[:, :, 2, None, :]).flatten(2)        # (b, A, C·n)
-        torch.bmm(xy.transpose(1, 2), zc, out=out[lo: lo + step])
-    return out.view(B, n, n, n_channels, n).permute(0, 3, 1, 2, 4).contiguous()
 
 
 def voxelize_batch(
@@ -254,10 +230,7 @@ def voxelize_batch(
     if weights is not None:
         one = torch.ones_like(w[..., 0, 0])
         w = w * torch.stack([weights.to(w), one, one], -1)[..., None]
-    if n**3 * n_channels <= DENSE_RATIO * index.shape[-1] ** 3:
-        grid = _dense(index, w, ch, n_channels, n)
-    else:
-        grid = _scatter(index, w, ch, n_channels, n)
+    grid = _scatter(index, w, ch, n_channels, n)
     if return_outside:
         return grid, (mask & ~inside).sum(1)
     return grid

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from cathnet import voxel
 from cathnet.structure import read_structure, select_atoms
 from cathnet.voxel import voxelize, voxelize_batch, voxelize_dense
 
@@ -56,9 +55,7 @@ def test_separable_equals_dense(kw):
     np.testing.assert_allclose(fast.grid, dense.grid, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("path", ["scatter", "dense"])
-def test_torch_batch_equals_numpy(path, monkeypatch):
-    monkeypatch.setattr(voxel, "DENSE_RATIO", 0 if path == "scatter" else 10**9)
+def test_torch_batch_equals_numpy():
     kw = dict(grid_size=18, voxel_size=1.5, sigma=1.2)
     structures = [atoms(60, 8.0, seed) for seed in range(3)]
     rotations = torch.tensor(np.stack([np.eye(3), *(np.linalg.qr(np.random.default_rng(s).normal(size=(3, 3)))[0] for s in (1, 2))]))
