@@ -213,8 +213,9 @@ def _table(rows: list[dict], args) -> None:
             print(f"| {r['model']} | | {r['code']} | {r['precision']} | fails: {r.get('error', '?')} | | | | |")
             continue
         shares = [f"{r[k]:.0%}" if k in r else "" for k in ("conv", "voxelize", "other")]
+        speedup = f"{r['speedup']:.2f}×" if "speedup" in r else ""
         print(f"| {r['model']} | {r['batch']} | {r['code']} | {r['precision']} | {r['samples_per_s']:.1f} | "
-              f"{r['speedup']:.2f}× | {' | '.join(shares)} |")
+              f"{speedup} | {' | '.join(shares)} |")
 
 
 if __name__ == "__main__":

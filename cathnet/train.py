@@ -115,6 +115,7 @@ class TrainConfig:
     balance: bool = False  # draw training items with class-balanced probabilities
     device: str = "auto"
     precision: str = "auto"  # auto, fp32 or bf16 (autocast; see cathnet.precision)
+    compile: bool = False  # torch.compile the training step (a minute of compilation, then ~10 % faster on CPU)
     seed: int = 0
     resume: bool = False
     progress: bool = True
@@ -282,6 +283,8 @@ class _Run:
             self.net = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if config.compile:  # the training steps only; validation runs the plain model in eval mode
+            self.net = torch.compile(self.net)
 
     def _voxels(self) -> Voxels:
         """The grid: the task's default unless given; σ defaults to half a voxel."""

@@ -1,5 +1,6 @@
 """bf16 autocast: every layer and shipped network runs under it, statistics and weights stay
 fp32, equivariance holds to bf16 rounding, and predictions match fp32."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,18 @@ def test_bf16_predictions_match_fp32_on_fixtures():
     preds16 = list(m16.predict_many(CATH[:12]))
     assert [p.architecture for p in preds16] == a32
     assert np.abs(np.stack([p.probability for p in preds16]) - p32).max() < 0.02
+
+
+@pytest.mark.slow
+def test_compiled_bf16_training_runs(dataset, tmp_path):
+    from dataclasses import replace
+
+    from cath_helpers import tiny_config
+
+    from cathnet.train import train
+
+    result = train(replace(tiny_config(dataset, tmp_path), epochs=1, precision="bf16", compile=True))
+    metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert np.isfinite(metrics["train_loss"]) and result["best"]["epoch"] == 1
+    meta = json.loads((tmp_path / "best.json").read_text())
+    assert meta["training"]["compile"] is True and meta["training"]["precision"] == "bf16"
