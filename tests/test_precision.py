@@ -1,6 +1,7 @@
 """bf16 autocast: every layer and shipped network runs under it, statistics and weights stay
 fp32, equivariance holds to bf16 rounding, and predictions match fp32."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ from cathnet.grid import rotate_grid
 from cathnet.networks import build
 from cathnet.nn import EquivariantBatchNorm, FieldType, Gate, GlobalPool, NormNonlinearity, SE3Conv
 from cathnet.precision import PrecisionError, autocast, native_bf16, resolve_precision
+from cathnet.train import train
+
+from cath_helpers import tiny_config
 
 CPU = torch.device("cpu")
 CATH = sorted((Path(__file__).parent / "data" / "cath").glob("*.pdb"))
@@ -86,12 +90,6 @@ def test_bf16_predictions_match_fp32_on_fixtures():
 
 @pytest.mark.slow
 def test_compiled_bf16_training_runs(dataset, tmp_path):
-    from dataclasses import replace
-
-    from cath_helpers import tiny_config
-
-    from cathnet.train import train
-
     result = train(replace(tiny_config(dataset, tmp_path), epochs=1, precision="bf16", compile=True))
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert np.isfinite(metrics["train_loss"]) and result["best"]["epoch"] == 1
