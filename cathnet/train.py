@@ -115,6 +115,7 @@ class TrainConfig:
     balance: bool = False  # draw training items with class-balanced probabilities
     device: str = "auto"
     precision: str = "auto"  # auto, fp32 or bf16 (autocast; see cathnet.precision)
+    patience: int | None = None  # stop when validation accuracy has not improved for this many epochs
     compile: bool = False  # torch.compile the training step (a minute of compilation, then ~10 % faster on CPU)
     seed: int = 0
     resume: bool = False
@@ -495,6 +496,8 @@ class _Run:
         progress = Progress(*columns, console=self.console, transient=True) if lead and c.progress else None
         with progress or contextlib.nullcontext():
             for epoch in range(self.start_epoch, c.epochs):
+                if self._stalled(epoch):
+                    break
                 tic = time.perf_counter()
                 lr = _learning_rate(c, epoch)
                 for group in self.optimizer.param_groups:
@@ -518,6 +521,14 @@ class _Run:
         if self.world > 1:
             dist.barrier()
         return {"out": str(self.out), "best": self.best, "epochs": c.epochs, "augment": self.augment}
+
+    def _stalled(self, done: int) -> bool:
+        """Early stopping: ``patience`` epochs after ``done`` brought no better validation accuracy."""
+        best, patience = self.best["epoch"], self.config.patience
+        stalled = patience is not None and best is not None and done - best >= patience
+        if stalled and self.rank == 0:
+            self.console.print(f"stopping after epoch {done}: no better validation accuracy since epoch {best}")
+        return stalled
 
 
 def train(config: TrainConfig, console: Console | None = None) -> dict:

@@ -1,64 +1,80 @@
-"""Data efficiency (paper Fig. 3): steerable vs plain CNN at decreasing training fractions.
+"""Data efficiency (paper Fig. 3): steerable vs plain CNN across training-set sizes.
 
-For every model and training fraction f, trains with ``cathnet.train`` (class-stratified
-subsample, nested across fractions) and evaluates the best-validation checkpoint on the
-test splits. As in the paper's runs, a fraction f trains for ``epochs / f`` epochs with
-burn-in ``burn_in / f`` and decay ``lr_decay ** f`` per epoch, so every run takes the same
-number of optimizer steps on the same learning-rate schedule (``--no-scale-epochs`` turns
-this off). Runs are resumable: rerunning continues unfinished trainings.
+The paper's setting: Cα densities only (a dataset of ``--atoms ca``), 50³ grids of 2 Å
+voxels, σ = 1 Å; the same validation and test splits for every run. For every model,
+training fraction (class-stratified, nested across fractions for one seed) and seed (a
+different subset and initialisation), trains with ``cathnet.train`` until validation
+accuracy has not improved for ``--patience`` epochs (at most ``--epochs / fraction``
+epochs, so small fractions may take as many steps as the full set), then tests the best
+validation checkpoint once.
 
-Writes OUT/results.json, OUT/data_efficiency.png and OUT/data_efficiency.md.
+Resumable and piecewise: finished runs are read back from ``--json`` and skipped, an
+interrupted run continues from its checkpoint folder, and ``--max-runs N`` stops after N
+runs (pieces of a few CPU hours). One run at a time; under ``torchrun`` each run is data
+parallel. Writes ``--json`` after every run, and the plot (mean ± std per point, log₂
+x-axis, parameter counts in the legend) and a Markdown table at the end of each piece.
 
-    python experiments/data_efficiency.py --data cath10.npz --out runs/data_efficiency
+    python experiments/data_efficiency.py --data cath10-ca.npz --max-runs 2
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import os
+import statistics
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cathnet.fileio import atomic_write, write_json
 from cathnet.evaluate import evaluate
+from cathnet.fileio import atomic_write, write_json
+from cathnet.networks import build, n_parameters
 from cathnet.train import TrainConfig, train
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: the pair compared, and their constructor arguments (the CNN is the steerable network's plain twin)
+MODELS = {"se3-compact": {}, "cnn-compact": {}}
 
 
-def _per_model(value: str, models: list[str]) -> dict[str, float]:
-    """"5e-4" or "cnn-compact=5e-4,se3-compact=1e-2" → {model: value}."""
-    if "=" not in value:
-        return {m: float(value) for m in models}
-    out = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in value.split(","))}
-    missing = [m for m in models if m not in out]
-    if missing:
-        raise typer.BadParameter(f"no value for {', '.join(missing)}", param_hint="--lr")
-    return out
+def _key(run: dict) -> tuple:
+    return run["model"], run["fraction"], run["seed"]
 
 
-def plot(results: list[dict], path: Path) -> None:
-    """Test accuracy against training fraction (log₂ axis), one line per model."""
+def summary(runs: list[dict]) -> dict[tuple[str, float], tuple[float, float, int]]:
+    """(model, fraction) → (mean, std, number of seeds) of the test accuracy."""
+    groups: dict[tuple[str, float], list[float]] = {}
+    for r in runs:
+        groups.setdefault((r["model"], r["fraction"]), []).append(r["test_accuracy"])
+    return {k: (statistics.mean(v), statistics.pstdev(v), len(v)) for k, v in groups.items()}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Mean ± std test accuracy against training fraction (log₂ axis), one line per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    for model in dict.fromkeys(r["model"] for r in results):
-        rows = sorted((r for r in results if r["model"] == model), key=lambda r: r["fraction"])
-        ax.plot([r["fraction"] for r in rows], [r["test_accuracy"] for r in rows], "o-", label=model)
+    stats = summary(result["runs"])
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    for model, info in result["config"]["models"].items():
+        points = sorted((f, *v) for (m, f), v in stats.items() if m == model)
+        if points:
+            f, mean, std, _ = zip(*points)
+            label = f"{model} ({info['n_parameters']:,} parameters)"
+            ax.errorbar(f, mean, yerr=std, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
-    fractions = sorted({r["fraction"] for r in results})
-    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    fractions = sorted({f for _, f in stats})
+    ax.set_xticks(fractions, [f"1/{round(1 / f)}" if f < 1 else "1" for f in fractions])
     ax.minorticks_off()
-    ax.set_xlabel("fraction of training data")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("CATH architecture: data efficiency")
+    ax.set_xlabel("fraction of the training set")
+    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_title("CATH architecture, 50³ Cα grids: data efficiency")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
@@ -66,79 +82,81 @@ def plot(results: list[dict], path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def table(results: list[dict]) -> str:
-    """Markdown table: one row per fraction, test accuracy per model."""
-    models = list(dict.fromkeys(r["model"] for r in results))
-    fractions = sorted({r["fraction"] for r in results}, reverse=True)
-    acc = {(r["model"], r["fraction"]): r for r in results}
-    lines = [
-        "| training fraction | " + " | ".join(f"{m} test acc" for m in models) + " |",
-        "| --- |" + " --- |" * len(models),
-    ]
-    for f in fractions:
-        cells = [f"{acc[m, f]['test_accuracy']:.3f} (n_train {acc[m, f]['n_train']})" if (m, f) in acc else "" for m in models]
-        lines.append(f"| {f:g} | " + " | ".join(cells) + " |")
-    params = ", ".join(f"{m}: {next(r['n_parameters'] for r in results if r['model'] == m):,} parameters" for m in models)
-    return "\n".join(lines) + f"\n\n{params}\n"
+def table(result: dict) -> str:
+    """Markdown: one row per fraction, mean ± std test accuracy (seeds) per model."""
+    stats = summary(result["runs"])
+    models = list(result["config"]["models"])
+    n_train = {(r["model"], r["fraction"]): r["n_train"] for r in result["runs"]}
+    lines = ["| training fraction | " + " | ".join(models) + " |", "| --- |" + " --- |" * len(models)]
+    for f in sorted({f for _, f in stats}, reverse=True):
+        cells = [f"{stats[m, f][0]:.3f} ± {stats[m, f][1]:.3f} ({stats[m, f][2]} seeds)" if (m, f) in stats else ""
+                 for m in models]
+        size = next((n for (m, g), n in n_train.items() if g == f), "?")
+        lines.append(f"| {f:g} ({size} domains) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 @cli.command()
 def main(
-    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False),
-    out: Path = typer.Option(Path("runs/data_efficiency"), "--out"),
-    models: str = typer.Option("se3-compact,cnn-compact", "--models", help="Comma-separated networks."),
-    fractions: str = typer.Option("1,0.5,0.25,0.125", "--fractions"),
-    epochs: int = typer.Option(100, "--epochs", help="Epochs at fraction 1."),
-    burn_in: int = typer.Option(40, "--burn-in", help="Burn-in epochs at fraction 1."),
-    lr_decay: float = typer.Option(0.94, "--lr-decay", help="Per-epoch decay at fraction 1."),
-    scale_epochs: bool = typer.Option(True, "--scale-epochs/--no-scale-epochs"),
-    lr: str = typer.Option("5e-4", "--lr", help="Learning rate, or MODEL=LR,... per model."),
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset of --atoms ca."),
+    json_path: Path = typer.Option(DOCS / "data_efficiency.json", "--json"),
+    png: Path = typer.Option(DOCS / "data_efficiency.png", "--png"),
+    runs_dir: Path = typer.Option(Path("runs/data_efficiency"), "--runs", help="Checkpoint folders."),
+    fractions: str = typer.Option("1,0.5,0.25,0.125,0.0625", "--fractions"),
+    seeds: str = typer.Option("0,1,2", "--seeds"),
+    epochs: int = typer.Option(40, "--epochs", help="Most epochs at fraction 1 (fraction f: epochs / f)."),
+    patience: int = typer.Option(6, "--patience", help="Stop after this many epochs without a better val accuracy."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    lr_decay: float = typer.Option(0.9, "--lr-decay"),
+    burn_in: int = typer.Option(4, "--burn-in"),
     batch_size: int = typer.Option(16, "--batch-size"),
-    grid_size: int = typer.Option(50, "--grid-size"),
-    voxel_size: float = typer.Option(2.0, "--voxel-size"),
-    sigma: float = typer.Option(1.0, "--sigma"),
-    val_splits: str = typer.Option("7", "--val-splits"),
-    test_splits: str = typer.Option("8,9", "--test-splits"),
-    rotations: int = typer.Option(0, "--rotations", help="Random-rotation passes in the test evaluation."),
+    val_splits: str = typer.Option("8", "--val-splits"),
+    test_splits: str = typer.Option("9", "--test-splits"),
+    max_runs: int = typer.Option(None, "--max-runs", min=1, help="Stop after this many runs (a piece of the grid)."),
     device: str = typer.Option("auto", "--device"),
-    seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     console = Console(stderr=True)
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    fracs = sorted((float(f) for f in fractions.split(",")), reverse=True)
-    lrs = _per_model(lr, names)
-    vals = tuple(int(s) for s in val_splits.split(",") if s.strip())
-    tests = tuple(int(s) for s in test_splits.split(",") if s.strip())
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for model in names:
-        for f in fracs:
-            scale = 1 / f if scale_epochs else 1
-            run_dir = out / model / f"fraction-{f:g}"
-            console.print(f"[bold]{model}[/], training fraction {f:g} -> {run_dir}")
-            config = TrainConfig(
-                data=str(data), model=model, out=str(run_dir), epochs=math.ceil(epochs * scale),
-                burn_in=math.ceil(burn_in * scale), lr_decay=lr_decay ** (1 / scale), lr=lrs[model],
-                batch_size=batch_size, val_splits=vals, test_splits=tests, train_fraction=f,
-                grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, device=device, seed=seed,
-                resume=True, progress=progress,
-            )
-            best = train(config, console)["best"]
-            metrics = evaluate(run_dir / "best.json", data, rotations=rotations, device=device, seed=seed)
-            meta = json.loads((run_dir / "best.json").read_text())
-            results.append({
-                "model": model, "fraction": f, "epochs": config.epochs, "n_train": meta["data"]["n_train"],
-                "n_parameters": metrics["n_parameters"], "best_epoch": best["epoch"], "val_accuracy": best["val_acc"],
-                "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
-                "rotated_test_accuracy": metrics["rotation"]["accuracy_mean"],
-            })
-            console.print(f"  test accuracy {metrics['accuracy']:.4f} (best epoch {best['epoch']})")
-            write_json(out / "results.json", {"data": str(data), "seed": seed, "results": results})
-    plot(results, out / "data_efficiency.png")
-    atomic_write(out / "data_efficiency.md", table(results).encode())
-    Console().print(table(results))
-    console.print(f"wrote {out / 'results.json'}, {out / 'data_efficiency.png'}, {out / 'data_efficiency.md'}")
+    lead = os.environ.get("RANK", "0") == "0"
+    config = {
+        "grid_size": 50, "voxel_size": 2.0, "sigma": 1.0, "atoms": "ca", "epochs": epochs, "patience": patience,
+        "lr": lr, "lr_decay": lr_decay, "burn_in": burn_in, "batch_size": batch_size,
+        "val_splits": [int(s) for s in val_splits.split(",")], "test_splits": [int(s) for s in test_splits.split(",")],
+        "models": {m: {"kwargs": kw, "n_parameters": n_parameters(build(m, in_channels=1, n_classes=10, **kw))}
+                   for m, kw in MODELS.items()},
+    }
+    result = json.loads(json_path.read_text()) if json_path.exists() else {"config": config, "runs": []}
+    if result["config"] != config:
+        raise typer.BadParameter(f"{json_path} holds runs of another configuration; use another --json",
+                                 param_hint="--json")
+    done = {_key(r) for r in result["runs"]}
+    grid = [(m, float(f), int(s)) for s in seeds.split(",") for f in fractions.split(",") for m in MODELS]
+    todo = [k for k in grid if k not in done][:max_runs]
+    for model, f, seed in todo:
+        out = runs_dir / f"{model}-f{f:g}-s{seed}"
+        console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
+        best = train(TrainConfig(
+            data=str(data), model=model, out=str(out), model_kwargs=MODELS[model], epochs=math.ceil(epochs / f),
+            patience=patience, lr=lr, lr_decay=lr_decay, burn_in=burn_in, batch_size=batch_size,
+            val_splits=tuple(config["val_splits"]), test_splits=tuple(config["test_splits"]), train_fraction=f,
+            grid_size=50, voxel_size=2.0, sigma=1.0, device=device, seed=seed, resume=True, progress=progress,
+        ), console)["best"]
+        if not lead:
+            continue
+        test = evaluate(out / "best.json", data, rotations=0, device=device, seed=seed)
+        if test["input"]["atoms"] != "ca":
+            raise typer.BadParameter(f"{data} holds {test['input']['atoms']} atoms; the paper's setting is --atoms ca")
+        meta = json.loads((out / "best.json").read_text())
+        result["runs"].append({
+            "model": model, "fraction": f, "seed": seed, "n_train": meta["data"]["n_train"],
+            "best_epoch": best["epoch"], "val_accuracy": best["val_acc"], "test_accuracy": test["accuracy"],
+        })
+        write_json(json_path, result)
+        console.print(f"  best epoch {best['epoch']}, val {best['val_acc']:.4f}, test {test['accuracy']:.4f}")
+    if lead and result["runs"]:
+        plot(result, png)
+        Console().print(table(result))
+        console.print(f"{len(result['runs'])} of {len(grid)} runs done; wrote {json_path} and {png}")
 
 
 if __name__ == "__main__":

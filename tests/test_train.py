@@ -120,3 +120,14 @@ def test_cli_train_usage_and_errors(dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "best epoch 1" in r.output and (tmp_path / "r" / "best.safetensors").exists()
     assert json.loads((tmp_path / "r" / "best.json").read_text())["data"]["n_train"] == 10
+
+
+def test_patience_stops_early_and_resume_keeps_the_stop(dataset, tmp_path):
+    config = tiny_config(dataset, tmp_path, epochs=20, patience=1, lr=3e-3)
+    result = train(config)
+    lines = _metrics(tmp_path)
+    best = max(lines, key=lambda m: (m["val_acc"], -m["val_loss"]))["epoch"]
+    assert result["best"]["epoch"] == best
+    assert len(lines) == best + 1 < 20  # stopped one epoch after the last improvement
+    train(replace(config, epochs=25, resume=True))
+    assert len(_metrics(tmp_path)) == len(lines)  # resuming a stopped run trains no further
