@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cathnet import voxel
-from cathnet.structure import read_structure, select_atoms
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 from cathnet.voxel import voxelize, voxelize_batch, voxelize_dense
 
 DATA = Path(__file__).parent / "data"
