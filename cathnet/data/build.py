@@ -1,126 +1,32 @@
-"""CATH architecture dataset: labels, atom extraction, superfamily-disjoint splits, npz
-writing (reading and checking it: :mod:`cathnet.datasets`).
-
-The dataset is one compressed ``.npz`` (no pickled objects) holding every domain's atoms
-concatenated, plus a JSON summary next to it. With ``atoms="environment"`` it holds every
-heavy C/N/O/S atom and a residue table, the input of the amino-acid task (voxel grids are
-never stored: environments are cut out and voxelized batch by batch):
-
-=================  ===========  ======================================================
-key                shape/dtype  meaning
-=================  ===========  ======================================================
-positions          (M, 3) f32   atom coordinates in Å, domains concatenated
-channels           (M,) u8      atom channel (see ``meta.atoms``: ca, backbone, heavy)
-residue_index      (M,) i32     residue of each atom, 0-based within its domain
-offsets, counts    (D+1,), (D,) atoms of domain d: ``offsets[d]:offsets[d+1]``
-backbone           (M,) bool    ``environment`` datasets only: N, CA, C or O atom
-res_offsets        (D+1,) i64   ``environment`` only: residues of domain d
-res_ca/_n/_c/_o    (R,) i32     ``environment`` only: atom row (within the domain) or -1
-res_labels         (R,) i8      ``environment`` only: amino acid (``AMINO_ACIDS``) or -1
-labels             (D,) i64     index into ``class_codes``
-class_codes/names  (K,) str     CATH architectures "C.A" and their names
-ids, cath_codes    (D,) str     CATH domain ids and C.A.T.H codes
-superfamilies      (D,) str     C.A.T.H (the unit kept whole by the splits)
-resolutions        (D,) f32     structure resolution in Å
-splits             (D,) i8      split (fold) of each domain, 0..n_splits-1
-meta               () str       JSON: format, atoms, n_channels, n_splits, seed, ...
-=================  ===========  ======================================================
-"""
+"""Building a dataset: the atoms of every labelled domain, read from its structure file in
+worker processes, superfamily-disjoint splits, the npz (its keys: :mod:`cathnet.data`) and
+a JSON summary next to it."""
 from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from cathnet import sources
-from cathnet.environments import residue_atoms
-from cathnet.fileio import atomic_save_npz, write_json
-from cathnet.sources import DatasetError, Domain, read_labels
-from cathnet.structure import StructureError, read_structure, select_atoms, selection_mask
+from cathnet.data import sources
+from cathnet.data.datasets import FORMAT
+from cathnet.data.labels import ARCHITECTURES, Domain, read_labels
+from cathnet.data.splits import assign_splits
+from cathnet.environments import ENV_CHANNELS, ENVIRONMENT, ResidueAtoms, residue_atoms
+from cathnet.errors import DatasetError
+from cathnet.fileio import atomic_save_npz, sha256, write_json
+from cathnet.preprocess import Preprocessing
+from cathnet.selection import selection_mask
+from cathnet.structure import StructureError, read_structure
 
-__all__ = [
-    "ARCHITECTURES",
-    "FORMAT",
-    "Domain",
-    "DatasetError",
-    "BuildResult",
-    "ENVIRONMENT",
-    "read_labels",
-    "assign_splits",
-    "build_dataset",
-    "sha256",
-]
-
-FORMAT = "cathnet-cath/1"
-ENVIRONMENT = "environment"  # atoms selection of amino-acid environment datasets
-
-#: The ten CATH architectures classified in the paper (label order).
-ARCHITECTURES: dict[str, str] = {
-    "1.10": "Orthogonal Bundle",
-    "1.20": "Up-down Bundle",
-    "2.30": "Roll",
-    "2.40": "Beta Barrel",
-    "2.60": "Sandwich",
-    "3.10": "Roll (alpha-beta)",
-    "3.20": "Alpha-Beta Barrel",
-    "3.30": "2-Layer Sandwich",
-    "3.40": "3-Layer (aba) Sandwich",
-    "3.90": "Alpha-Beta Complex",
-}
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------- splits
-
-
-def assign_splits(superfamilies: Iterable[str], labels: Iterable, n_splits: int = 10, seed: int = 0) -> np.ndarray:
-    """Assign whole superfamilies to ``n_splits`` splits so that every split holds every
-    class with close to 1/n_splits of its domains.
-
-    Per class, superfamilies are placed largest first (ties in random order, from
-    ``seed``) into the split with the fewest domains of that class (ties: fewest domains
-    overall, then random). Raises :class:`DatasetError` if a class has fewer
-    superfamilies than splits.
-    """
-    sfs, labels = np.asarray(list(superfamilies)), np.asarray(list(labels))
-    if n_splits < 1:
-        raise DatasetError("the number of splits must be at least 1")
-    rng = np.random.default_rng(seed)
-    out = np.full(len(sfs), -1, dtype=np.int8)
-    totals = np.zeros(n_splits, dtype=np.int64)
-    for c in np.unique(labels):
-        names, inverse, sizes = np.unique(sfs[labels == c], return_inverse=True, return_counts=True)
-        if len(names) < n_splits:
-            raise DatasetError(f"class {c} has {len(names)} superfamilies, fewer than {n_splits} splits")
-        order = rng.permutation(len(names))
-        order = order[np.argsort(-sizes[order], kind="stable")]
-        counts = np.zeros(n_splits, dtype=np.int64)
-        chosen = np.empty(len(names), dtype=np.int8)
-        for s in order:
-            j = np.lexsort((rng.random(n_splits), totals, counts))[0]
-            chosen[s] = j
-            counts[j] += sizes[s]
-            totals[j] += sizes[s]
-        out[labels == c] = chosen[inverse]
-    return out
-
-
-# ---------------------------------------------------------------------------- extraction
+__all__ = ["BuildResult", "build_dataset"]
 
 
 @dataclass
@@ -133,29 +39,43 @@ class BuildResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _extract(job: tuple[str, str, bytes | str | None, str]) -> tuple[str, object, tuple[str, ...]]:
-    """Worker: (cath_id, path or archive member, its bytes, None to read the path, or the
-    reason it was not read, atoms) -> (cath_id, (coords, channels, residue_index,
-    n_channels, ...) or an error message, the structure's warnings)."""
-    cath_id, name, data, atoms = job
-    if isinstance(data, str):
-        return cath_id, f"{name}: {data}", ()
+class DomainAtoms(NamedTuple):
+    """The atoms of one domain as a dataset stores them."""
+
+    coords: np.ndarray  # (n, 3) float32, Å
+    channels: np.ndarray  # (n,)
+    residue_index: np.ndarray  # (n,) residue of each atom, 0-based within the domain
+    n_channels: int
+    residues: ResidueAtoms | None = None  # environment datasets: the residue table
+
+
+class Extracted(NamedTuple):
+    """A worker's result: the atoms of a structure file, or why they could not be read."""
+
+    cath_id: str
+    atoms: DomainAtoms | str
+    warnings: tuple[str, ...]
+
+
+def _extract(job: sources.Job) -> Extracted:
+    """Worker: the atoms of one structure file (an error message for an unreadable one)."""
+    if isinstance(job.data, str):
+        return Extracted(job.cath_id, f"{job.name}: {job.data}", ())
     try:
-        structure = read_structure(name, data=data)
-        if atoms == ENVIRONMENT:
+        structure = read_structure(job.name, data=job.data)
+        if job.atoms == ENVIRONMENT:
             a = residue_atoms(structure)
             if len(a.coords) == 0:
-                raise StructureError(name, "no C, N, O or S atoms")
-            return cath_id, (a.coords, a.channels, a.residue, 4, a.backbone, a.ca, a.n, a.c, a.labels, a.o), structure.warnings
-        coords, channels, n_channels = select_atoms(structure, atoms)
-        if len(coords) == 0:
-            raise StructureError(name, f"no {atoms} atoms")
-        mask = selection_mask(structure, atoms)
-        return cath_id, (coords, channels, structure.residue_index[mask], n_channels), structure.warnings
+                raise StructureError(job.name, "no C, N, O or S atoms")
+            return Extracted(job.cath_id, DomainAtoms(a.coords, a.channels, a.residue, len(ENV_CHANNELS), a),
+                             structure.warnings)
+        coords, channels, n_channels = Preprocessing(job.atoms).select(structure)
+        residue_index = structure.residue_index[selection_mask(structure, job.atoms)]
+        return Extracted(job.cath_id, DomainAtoms(coords, channels, residue_index, n_channels), structure.warnings)
     except StructureError as exc:
-        return cath_id, str(exc), ()
+        return Extracted(job.cath_id, str(exc), ())
     except Exception as exc:  # noqa: BLE001 - an unreadable file is reported and skipped
-        return cath_id, f"{name}: {type(exc).__name__}: {exc}", ()
+        return Extracted(job.cath_id, f"{job.name}: {type(exc).__name__}: {exc}", ())
 
 
 def _in_order(fn, jobs: Iterable, pool, window: int) -> Iterator:
@@ -173,7 +93,52 @@ def _in_order(fn, jobs: Iterable, pool, window: int) -> Iterator:
         yield pending.popleft().get()
 
 
-# ---------------------------------------------------------------------------- build
+def _labelled(pdb: Path, labels: str | Path | None, one_per_s35: bool) -> tuple[list[Domain], list[Domain]]:
+    """All labelled domains, and those of the ten architectures."""
+    text = sources.labels_text(pdb, None if labels is None else Path(labels))
+    every = read_labels(text, str(labels or f"{pdb}:labels.csv"), one_per_s35=one_per_s35)
+    duplicates = [i for i, n in Counter(d.cath_id for d in every).items() if n > 1]
+    if duplicates:
+        raise DatasetError(f"{labels}: duplicate domain id(s) {', '.join(duplicates[:5])}")
+    domains = [d for d in every if d.architecture in ARCHITECTURES]
+    if not domains:
+        raise DatasetError(f"{labels or pdb}: no domain of the ten CATH architectures")
+    return every, domains
+
+
+def _extract_all(jobs: Iterable[sources.Job], workers: int, on_progress, on_error):
+    """The atoms of every readable job by domain id, the errors, and the warnings."""
+    extracted: dict[str, DomainAtoms] = {}
+    errors: list[tuple[str, str]] = []
+    warnings: dict[str, list[str]] = {}
+    with multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for cath_id, result, notes in _in_order(_extract, jobs, pool, 4 * workers):
+            if notes:
+                warnings[cath_id] = list(notes)
+            if isinstance(result, str):
+                errors.append((cath_id, result))
+                if on_error:
+                    on_error(cath_id, result)
+            else:
+                extracted[cath_id] = result
+            if on_progress:
+                on_progress()
+    return extracted, errors, warnings
+
+
+def _residue_arrays(domains: list[DomainAtoms]) -> dict[str, np.ndarray]:
+    """The residue table of an environment dataset."""
+    tables = [d.residues for d in domains if d.residues is not None]
+    n_res = np.array([len(t.ca) for t in tables], dtype=np.int64)
+    return dict(
+        backbone=np.concatenate([t.backbone for t in tables]),
+        res_offsets=np.concatenate([[0], np.cumsum(n_res)]),
+        res_ca=np.concatenate([t.ca for t in tables]).astype(np.int32),
+        res_n=np.concatenate([t.n for t in tables]).astype(np.int32),
+        res_c=np.concatenate([t.c for t in tables]).astype(np.int32),
+        res_labels=np.concatenate([t.labels for t in tables]).astype(np.int8),
+        res_o=np.concatenate([t.o for t in tables]).astype(np.int32),
+    )
 
 
 def build_dataset(
@@ -192,7 +157,7 @@ def build_dataset(
     on_error: Callable[[str, str], None] | None = None,
 ) -> BuildResult:
     """Extract ``atoms`` ("ca", "ca-ss", "backbone", "heavy" or "environment") of every labelled domain found in
-    ``pdb`` (a directory of ``<cath_id>[.pdb|.ent|.cif][.gz]`` files or a tar archive
+    ``pdb`` (a directory of ``<cath_id>[.pdb|.ent|.cif|.mmcif|.pqr][.gz]`` files or a tar archive
     such as ``pool.tar.xz``), assign superfamily-disjoint splits and write ``out``
     (npz) plus ``out`` with suffix ``.json`` (summary). ``labels`` defaults to the
     archive's ``labels.csv``. Domains of other architectures than the ten are skipped;
@@ -204,42 +169,18 @@ def build_dataset(
     pdb, out = Path(pdb), Path(out)
     if not pdb.exists():
         raise DatasetError(f"{pdb}: no such file or directory")
-    text = sources.labels_text(pdb, None if labels is None else Path(labels))
-    all_domains = read_labels(text, str(labels or f"{pdb}:labels.csv"), one_per_s35=one_per_s35)
-    duplicates = [i for i, n in Counter(d.cath_id for d in all_domains).items() if n > 1]
-    if duplicates:
-        raise DatasetError(f"{labels}: duplicate domain id(s) {', '.join(duplicates[:5])}")
-    domains = [d for d in all_domains if d.architecture in ARCHITECTURES]
-    if not domains:
-        raise DatasetError(f"{labels or pdb}: no domain of the ten CATH architectures")
+    all_domains, domains = _labelled(pdb, labels, one_per_s35)
     wanted = {d.cath_id for d in domains}
-
     seen: set[str] = set()
     jobs, total = sources.structure_jobs(pdb, wanted, atoms, seen)
     if on_start:
         on_start(total)
+    extracted, errors, warnings = _extract_all(jobs, workers, on_progress, on_error)
 
-    extracted: dict[str, tuple] = {}
-    errors: list[tuple[str, str]] = []
-    warnings: dict[str, list[str]] = {}
-    with multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        for cath_id, result, notes in _in_order(_extract, jobs, pool, 4 * workers):
-            if notes:
-                warnings[cath_id] = list(notes)
-            if isinstance(result, str):
-                errors.append((cath_id, result))
-                if on_error:
-                    on_error(cath_id, result)
-            else:
-                extracted[cath_id] = result
-            if on_progress:
-                on_progress()
-
-    missing = sorted(wanted - seen)
     too_large = []
     if max_radius is not None:
-        for cath_id, (xyz, *_rest) in list(extracted.items()):
-            if np.linalg.norm(xyz - xyz.mean(0), axis=1).max() > max_radius:
+        for cath_id, d in list(extracted.items()):
+            if np.linalg.norm(d.coords - d.coords.mean(0), axis=1).max() > max_radius:
                 too_large.append(cath_id)
                 del extracted[cath_id]
     kept = [d for d in domains if d.cath_id in extracted]
@@ -251,33 +192,21 @@ def build_dataset(
     splits = assign_splits(superfamilies, [d.architecture for d in kept], n_splits, seed)
 
     arrays = [extracted[d.cath_id] for d in kept]
-    n_channels = arrays[0][3]
-    counts = np.array([len(a[0]) for a in arrays], dtype=np.int32)
+    counts = np.array([len(a.coords) for a in arrays], dtype=np.int32)
     meta = {
-        "format": FORMAT, "atoms": atoms, "n_channels": int(n_channels), "n_splits": n_splits,
+        "format": FORMAT, "atoms": atoms, "n_channels": int(arrays[0].n_channels), "n_splits": n_splits,
         "seed": seed, "max_radius": max_radius, "one_per_s35": one_per_s35,
         "source": {"labels": str(labels) if labels else f"{pdb}:labels.csv", "pdb": str(pdb)},
         "licence": "Derived from CATH (http://cathdb.info), CC BY 4.0; coordinates wwPDB (CC0).",
     }
-    extra = {}
-    if atoms == ENVIRONMENT:
-        n_res = np.array([len(a[5]) for a in arrays], dtype=np.int64)
-        extra = dict(
-            backbone=np.concatenate([a[4] for a in arrays]),
-            res_offsets=np.concatenate([[0], np.cumsum(n_res)]),
-            res_ca=np.concatenate([a[5] for a in arrays]).astype(np.int32),
-            res_n=np.concatenate([a[6] for a in arrays]).astype(np.int32),
-            res_c=np.concatenate([a[7] for a in arrays]).astype(np.int32),
-            res_labels=np.concatenate([a[8] for a in arrays]).astype(np.int8),
-            res_o=np.concatenate([a[9] for a in arrays]).astype(np.int32),
-        )
+    extra = _residue_arrays(arrays) if atoms == ENVIRONMENT else {}
     atomic_save_npz(
         out,
         compress=True,  # byte-reproducible: equal datasets, equal SHA-256
         **extra,
-        positions=np.concatenate([a[0] for a in arrays]).astype(np.float32),
-        channels=np.concatenate([a[1] for a in arrays]).astype(np.uint8),
-        residue_index=np.concatenate([a[2] for a in arrays]).astype(np.int32),
+        positions=np.concatenate([a.coords for a in arrays]).astype(np.float32),
+        channels=np.concatenate([a.channels for a in arrays]).astype(np.uint8),
+        residue_index=np.concatenate([a.residue_index for a in arrays]).astype(np.int32),
         offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
         counts=counts,
         labels=labels_,
@@ -305,7 +234,7 @@ def build_dataset(
         "superfamilies_per_split": [int(len(np.unique(superfamilies[splits == s]))) for s in range(n_splits)],
         "skipped": {
             "other_architecture": len(all_domains) - len(domains),
-            "missing_file": missing,
+            "missing_file": sorted(wanted - seen),
             "unreadable": dict(errors),
             "too_large": too_large,
         },
