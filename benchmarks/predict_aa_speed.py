@@ -6,8 +6,8 @@
 Runs ``load_model(model).predict_many`` (what the CLI runs) on the first N pool files
 (sorted by name) for each N and each thread count, one warm-up run first, medians of
 ``--repeats``. Split per run: *network* = time inside ``PropensityModel.probabilities``
-minus its voxelization (measured by timing ``voxelize_batch`` inside it), *voxelize* =
-``voxelize_batch``, *read + environments* = the rest (parse the file, cut out every
+minus its voxelization (measured by timing ``PropensityModel.grids`` inside it), *voxelize* =
+``PropensityModel.grids``, *read + environments* = the rest (parse the file, cut out every
 residue's environment, assemble the results).
 """
 from __future__ import annotations
@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    import cathnet.propensity as propensity
     from cathnet.fileio import write_json
     from cathnet.predict import load_model
 
@@ -49,12 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         meta = model.meta
         console.print(
             f"model {args.model} ({meta['network']['name']}, {meta['network']['n_parameters']:,} parameters, "
-            f"{model.grid_size}³ × {model.voxel_size:g} Å, radius {model.radius:g} Å); batch {args.batch_size}; "
+            f"{model.grid_size}³ × {model.voxel_size:g} Å, radius {model.preprocessing.radius:g} Å); batch {args.batch_size}; "
             f"torch {torch.__version__}; {os.cpu_count()} CPUs; medians of {args.repeats}"
         )
 
         timers = {"net": 0.0, "vox": 0.0}
-        probabilities, voxelize = model.probabilities, propensity.voxelize_batch
+        probabilities, grids = model.probabilities, model.grids
 
         def timed_probabilities(envs, rotations=None):
             t = time.perf_counter()
@@ -62,14 +61,14 @@ def main(argv: list[str] | None = None) -> None:
             timers["net"] += time.perf_counter() - t
             return out
 
-        def timed_voxelize(*a, **k):
+        def timed_grids(*a, **k):
             t = time.perf_counter()
-            out = voxelize(*a, **k)
+            out = grids(*a, **k)
             timers["vox"] += time.perf_counter() - t
             return out
 
         model.probabilities = timed_probabilities
-        propensity.voxelize_batch = timed_voxelize
+        model.grids = timed_grids
 
         def run(paths):
             timers.update(net=0.0, vox=0.0)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         meta = model.meta
         console.print(
             f"model {args.model} ({meta['network']['name']}, {meta['network']['n_parameters']:,} parameters; "
-            f"{model.selection} atoms, {model.n_channels} channels, {model.grid_size}³ × {model.voxel_size:g} Å), "
+            f"{model.preprocessing.selection} atoms, {model.n_channels} channels, {model.grid_size}³ × {model.voxel_size:g} Å), "
             f"loaded + collapsed in {load_s:.2f} s; pool {pool} ({len(files)} files); batch {args.batch_size}; "
             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians of {args.repeats}"
         )

@@ -56,7 +56,8 @@ def _worker(name: str, variant: str, threads: int) -> None:
 
     from cathnet import networks
     from cathnet.environments import pad_environments, residue_environments
-    from cathnet.structure import read_structure, select_atoms
+    from cathnet.selection import select_atoms
+    from cathnet.structure import read_structure
     from cathnet.voxel import voxelize_batch
 
     torch.set_num_threads(threads)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cathnet.structure import read_structure, select_atoms
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 from cathnet.voxel import voxelize, voxelize_dense
 from pool import HELP, pool_files
 

@@ -1,12 +1,13 @@
 """cathnet: SE(3)-equivariant 3D steerable CNNs for protein structures.
 
-Pipeline: :mod:`cathnet.structure` (PDB/mmCIF → atom arrays; :mod:`cathnet.environments`
-cuts out residue environments) → :mod:`cathnet.voxel` (Gaussian density grids) →
-:mod:`cathnet.so3` (rotations, harmonics, Wigner D) → :mod:`cathnet.basis` (steerable
-kernel basis) → :mod:`cathnet.nn` (equivariant layers) → :mod:`cathnet.networks` →
-:mod:`cathnet.data` / :mod:`cathnet.tasks` / :mod:`cathnet.train` → :mod:`cathnet.predict`
-(architectures) and :mod:`cathnet.propensity` (amino acids per residue) → :mod:`cathnet.cli`.
-Released models: :mod:`cathnet.models`.
+Pipeline: :mod:`cathnet.structure` (PDB/mmCIF → atom arrays; :mod:`cathnet.selection`
+picks atoms and channels, :mod:`cathnet.environments` cuts out residue environments) →
+:mod:`cathnet.voxel` (Gaussian density grids; :mod:`cathnet.preprocess` is the whole step, as
+a model's metadata records it) → :mod:`cathnet.so3` (rotations, harmonics, Wigner D) →
+:mod:`cathnet.basis` (steerable kernel basis) → :mod:`cathnet.nn` (equivariant layers) →
+:mod:`cathnet.networks` → :mod:`cathnet.data` / :mod:`cathnet.tasks` / :mod:`cathnet.train` →
+:mod:`cathnet.inference` → :mod:`cathnet.predict` (architectures) and :mod:`cathnet.propensity`
+(amino acids per residue) → :mod:`cathnet.cli`. Released models: :mod:`cathnet.models`.
 """
 
 #: The package version; pyproject.toml reads it from here.

@@ -24,8 +24,9 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from cathnet import networks
+from cathnet.errors import CathnetError
 from cathnet.fileio import UnreadableFile, atomic_write, read_regular, write_json
-from cathnet.structure import SELECTIONS
+from cathnet.selection import SELECTIONS
 
 __all__ = [
     "MODEL_FORMAT",
@@ -51,7 +52,7 @@ MAX_WEIGHTS_BYTES = 4 << 30
 MAX_GRID = 256  # voxels per side
 
 
-class CheckpointError(Exception):
+class CheckpointError(CathnetError):
     """A checkpoint that is missing, corrupt or inconsistent (one-line message)."""
 
 

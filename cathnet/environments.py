@@ -30,7 +30,8 @@ import numpy as np
 from cathnet.structure import Structure
 
 __all__ = [
-    "AMINO_ACIDS", "ONE_LETTER", "ENV_CHANNELS", "BACKBONE_CHANNELS", "RADIUS", "Environment", "ResidueAtoms",
+    "AMINO_ACIDS", "ONE_LETTER", "ENV_CHANNELS", "BACKBONE_CHANNELS", "ENVIRONMENT", "RADIUS", "Environment",
+    "ResidueAtoms",
     "backbone_frame", "channel_names", "environment", "pad_environments", "residue_atoms", "residue_environments",
     "virtual_cb",
 ]
@@ -45,6 +46,7 @@ ENV_CHANNELS = ("C", "N", "O", "S")
 BACKBONE_CHANNELS = ("own N", "own C", "own O", "virtual CB")
 BACKBONE = ("N", "CA", "C", "O")
 RADIUS = 12.0
+ENVIRONMENT = "environment"  # the atoms of environment datasets and models (beside the selections)
 _ELEMENT_CHANNEL = {"C": 0, "N": 1, "O": 2, "S": 3, "SE": 3}  # selenomethionine's Se as S
 
 

@@ -4,16 +4,20 @@ structure)."""
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cathnet.checkpoint import load_model
+from cathnet.errors import TrainError, UsageError
 from cathnet.fileio import atomic_write
+from cathnet.inference import predict, resolve_device
 from cathnet.precision import resolve_precision
+from cathnet.preprocess import Preprocessing
 from cathnet.so3 import random_rotation
-from cathnet.train import TrainError, Voxels, make_task, predict, resolve_device
+from cathnet.tasks import make_task
 
 __all__ = ["evaluate", "classification_metrics", "plot_confusion"]
 
@@ -61,21 +65,21 @@ def evaluate(
     sample of that many items (e.g. residues). ``precision``: auto, fp32 or bf16
     (:mod:`cathnet.precision`). ``on_start(n_items)`` and ``on_batch(n)``
     report progress."""
-    dev = resolve_device(device)
     try:
+        dev = resolve_device(device)
         precision = resolve_precision(precision, dev)
-    except ValueError as exc:
+    except UsageError as exc:
         raise TrainError(str(exc)) from None
     model, meta = load_model(checkpoint, dev)
     if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
         raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
-    inp = meta["input"]
-    task = make_task(meta["task"], data, oriented=inp.get("oriented"), radius=inp.get("radius"),
-                     backbone_channels=inp.get("backbone_channels"), fields=inp.get("fields"))
+    prep = Preprocessing.from_metadata(meta)
+    task = make_task(meta["task"], data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
+                     backbone_channels=prep.backbone_channels, **asdict(prep.voxels))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
-    if info["input"] != {k: meta["input"].get(k, False if k == "backbone_channels" else None) for k in info["input"]}:
+    if task.preprocessing != prep:
         raise TrainError(f"{data}: input {info['input']} differs from the model's {meta['input']}")
     splits = list(meta["data"]["test_splits"] if splits is None else splits)
     items = task.items(splits)
@@ -84,15 +88,14 @@ def evaluate(
         raise TrainError(f"{data}: no item in split(s) {splits}")
     if max_items is not None and max_items < len(items):
         items = np.sort(np.random.default_rng([seed, 1]).choice(items, max_items, replace=False))
-    voxels = Voxels(**{k: meta["input"][k] for k in ("grid_size", "voxel_size", "sigma")})
-    if inp.get("oriented"):  # rotating a backbone-frame environment takes it out of its frame
+    if prep.oriented:  # rotating a backbone-frame environment takes it out of its frame
         rotations = 0
     if on_start:
         on_start(len(items) * (1 + rotations))
     y = task.labels[items]
 
     def run(R=None):
-        return predict(model, task, items, voxels, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch,
+        return predict(model, task, items, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch,
                        precision=precision)
 
     logits = run()

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from cathnet.checkpoint import CheckpointError
+from cathnet.errors import CathnetError
 from cathnet.fileio import atomic_write, write_json
-from cathnet.predict import ArchitectureModel, load_model
-from cathnet.propensity import PropensityModel
-from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS
+from cathnet.inference import Model
+from cathnet.predict import load_model
 from cathnet.voxel import TRUNCATE
 
 __all__ = [
@@ -52,10 +52,8 @@ INPUT_NAME, OUTPUT_NAME = "grid", "logits"
 #: Largest relative deviation ||exported − torch|| / ||torch|| accepted by the export check.
 TOLERANCE = 1e-4
 
-_CHANNELS = {"ca": ["CA"], "backbone": ["N, CA, C, O"], "ca-ss": list(SS_CHANNELS), "heavy": list(ELEMENT_CHANNELS)}
 
-
-class ExportError(Exception):
+class ExportError(CathnetError):
     """An export that cannot be done or whose result disagrees with PyTorch (one line)."""
 
 
@@ -66,8 +64,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _resolve(model_or_name) -> ArchitectureModel | PropensityModel:
-    if isinstance(model_or_name, (ArchitectureModel, PropensityModel)):
+def _resolve(model_or_name) -> Model:
+    if isinstance(model_or_name, Model):
         return model_or_name
     try:
         return load_model(model_or_name, device="cpu")
@@ -75,7 +73,7 @@ def _resolve(model_or_name) -> ArchitectureModel | PropensityModel:
         raise CheckpointError(f"{model_or_name}: not a cathnet model (metadata lacks {exc})") from None
 
 
-def _network(model: ArchitectureModel | PropensityModel) -> torch.nn.Module:
+def _network(model: Model) -> torch.nn.Module:
     """A CPU copy of the collapsed network in eval mode, without gradients."""
     net = copy.deepcopy(model.network).cpu().eval()
     if any(type(m).__name__ == "SE3Conv" for m in net.modules()):
@@ -87,17 +85,17 @@ def _network(model: ArchitectureModel | PropensityModel) -> torch.nn.Module:
     return net
 
 
-def _example(model: ArchitectureModel | PropensityModel, batch: int, seed: int) -> torch.Tensor:
+def _example(model: Model, batch: int, seed: int) -> torch.Tensor:
     """Random non-negative grids shaped like the model's input (densities are ≥ 0)."""
     g = torch.Generator().manual_seed(seed)
     n = model.grid_size
     return torch.rand(batch, model.n_channels, n, n, n, generator=g)
 
 
-def _description(model: ArchitectureModel | PropensityModel, fmt: str, extra: dict) -> dict:
+def _description(model: Model, fmt: str, extra: dict) -> dict:
     """The usage description embedded in the exported file and written to the sidecar."""
     inp, classes = dict(model.meta["input"]), model.meta["classes"]
-    if model.meta.get("task") == "aa":
+    if model.task == "aa":
         inp["environment"] = ("C/N/O/S atoms within radius of the residue's Ca, its own side chain removed; see "
                               "cathnet.environments (backbone_channels: own N, C, O and a virtual Cb in channels 4-7)")
     inp.setdefault("truncate", TRUNCATE)
@@ -108,7 +106,7 @@ def _description(model: ArchitectureModel | PropensityModel, fmt: str, extra: di
         "input": {
             "name": INPUT_NAME, "shape": ["batch", model.n_channels, model.grid_size, model.grid_size, model.grid_size],
             "dtype": "float32", "layout": "(batch, channel, x, y, z)",
-            "channels": inp.get("channels") or _CHANNELS.get(inp["atoms"]),
+            "channels": inp.get("channels") or list(model.preprocessing.channels),
             "density": "each atom adds exp(-|p - x|^2 / 2 sigma^2) over voxel centres p within truncate*sigma "
                        "per axis, "
                        "normalised to sum 1; voxel (i,j,k) is centred at centre + ((i,j,k) - (N-1)/2) * voxel_size",
@@ -182,7 +180,7 @@ def export_onnx(model_or_name, path: str | os.PathLike, *, opset: int = ONNX_OPS
         raise ExportError(f"ONNX export failed: {' '.join(str(exc).split())[:300]}") from exc
     description = _description(model, "onnx", {"opset": opset, "onnx": onnx.__version__})
     proto = onnx.load_from_string(buf.getvalue())
-    what = "amino-acid propensity network" if model.meta.get("task") == "aa" else "CATH architecture classifier"
+    what = "amino-acid propensity network" if model.task == "aa" else "CATH architecture classifier"
     proto.doc_string = f"cathnet {model.meta.get('network', {}).get('name', '')} {what}"
     entry = proto.metadata_props.add()
     entry.key, entry.value = "cathnet", json.dumps(description)

@@ -15,22 +15,25 @@ store only Cα positions and secondary-structure channels (``--atoms ca-ss``).
 
 The ``frame`` input of the amino-acid task does the same for a residue environment: the
 residue's own backbone directions as order-1 fields at its Cα (:func:`voxelize_frame`).
+torch is imported by the functions that use it.
 """
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from cathnet import so3
+from cathnet.selection import SS_CHANNELS
 from cathnet.ss import COIL, chain_segments
-from cathnet.structure import SS_CHANNELS
 from cathnet.voxel import voxelize_batch
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
-    "FIELDS", "FRAME", "FRAME_TYPE", "SS_ORIENTATION", "channel_names", "element_directions", "in_type",
-    "voxelize_fields", "voxelize_frame",
+    "FIELDS", "FRAME", "FRAME_CHANNELS", "FRAME_TYPE", "SS_ORIENTATION", "channel_names", "element_directions",
+    "in_type", "voxelize_fields", "voxelize_frame",
 ]
 
 SS_ORIENTATION = "ss-orientation"
@@ -82,6 +85,8 @@ def element_directions(ca: np.ndarray, same_chain: np.ndarray | None = None, win
 @functools.lru_cache(maxsize=None)
 def _y2_matrix() -> np.ndarray:
     """(5, 6) map from (x², y², z², xy, yz, zx) of a unit vector to its Y² (of unit norm)."""
+    from cathnet import so3
+
     pts = so3.random_rotation(64, np.random.default_rng(0))[:, 0]
     x, y, z = pts.T
     q = np.stack([x * x, y * y, z * z, x * y, y * z, z * x], axis=1)
@@ -91,6 +96,8 @@ def _y2_matrix() -> np.ndarray:
 
 def _axis(t: torch.Tensor) -> torch.Tensor:
     """Y² (..., 5) of unit (or zero) vectors t (..., 3)."""
+    import torch
+
     x, y, z = t.unbind(-1)
     q = torch.stack([x * x, y * y, z * z, x * y, y * z, z * x], dim=-1)
     return q @ torch.as_tensor(_y2_matrix().T, dtype=t.dtype, device=t.device)
@@ -105,6 +112,8 @@ def voxelize_fields(
     ``coords`` (B, A, 3) Å, ``mask`` (B, A), ``ss`` (B, A) helix / strand / coil,
     ``directions`` (B, A, 3) from :func:`element_directions`; ``rotations`` (B, 3, 3) turn
     positions and directions about ``center`` (default: each structure's mean Cα)."""
+    import torch
+
     mask = mask.to(torch.bool)
     x = torch.where(mask[..., None], coords.to(torch.float64), 0.0)
     if center is None:
@@ -132,6 +141,8 @@ def voxelize_fields(
 _FRAME_ATOMS = (4, 5, 7)
 FRAME = "frame"
 FRAME_TYPE = "8x0 + 3x1"
+#: the frame's channels, after the 8 environment channels: Cα→N, Cα→C, Cα→Cβ (x, y, z)
+FRAME_CHANNELS = tuple(f"{a}.{c}" for a in ("N", "C", "CB") for c in "xyz")
 
 
 def voxelize_frame(
@@ -143,6 +154,8 @@ def voxelize_frame(
     vectors Cα→N, Cα→C and Cα→Cβ (virtual), each carried by the same Gaussian as an atom
     at the Cα. The frame rotates with the environment, so an invariant network sees the
     residue's pose exactly without being given axes."""
+    import torch
+
     B = coords.shape[0]
     x = coords.to(torch.float64)
     if rotations is not None:

@@ -15,6 +15,7 @@ is removed and the old file, if any, is left untouched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -27,8 +28,10 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
+from cathnet.errors import CathnetError
+
 __all__ = ["UnreadableFile", "atomic_file", "atomic_write", "atomic_save_npz", "file_kind", "finite_json", "human_size", "read_regular",
-           "regular_file_error", "write_json"]
+           "regular_file_error", "sha256", "write_json"]
 
 _UMASK = os.umask(0)  # read once at import: os.umask can only be read by setting it
 os.umask(_UMASK)
@@ -37,7 +40,7 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCH
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-class UnreadableFile(Exception):
+class UnreadableFile(CathnetError):
     """A file that cannot be read as data; ``reason`` is one line without the path."""
 
     def __init__(self, path, reason: str):
@@ -203,6 +206,15 @@ def finite_json(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [finite_json(v) for v in obj]
     return obj
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

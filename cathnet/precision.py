@@ -12,12 +12,14 @@ import contextlib
 
 import torch
 
+from cathnet.errors import UsageError
+
 __all__ = ["PRECISIONS", "PrecisionError", "native_bf16", "resolve_precision", "autocast"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UsageError, ValueError):
     """An unknown precision name (one-line message)."""
 
 

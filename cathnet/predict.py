@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cathnet import checkpoint, fields, so3
+from cathnet import checkpoint, so3
 from cathnet import nn as enn
+from cathnet.inference import Model, source_label
 from cathnet.models import (
     DEFAULT_MODEL,
     DEFAULT_MODELS,
@@ -32,9 +33,9 @@ from cathnet.models import (
     released_files,
     resolve_model,
 )
-from cathnet.precision import autocast, resolve_precision
-from cathnet.structure import Structure, StructureError, read_structure, select_atoms, selection_mask
-from cathnet.voxel import voxelize
+from cathnet.precision import resolve_precision
+from cathnet.propensity import PropensityModel
+from cathnet.structure import Structure, StructureError
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "released_files",
            "resolve_model", "DEFAULT_MODELS", "MAX_ROTATIONS"]
@@ -73,79 +74,31 @@ class Prediction:
         return out
 
 
-class ArchitectureModel:
-    """A trained network with its voxelization and class metadata."""
+class ArchitectureModel(Model):
+    """A CATH architecture classifier with its preprocessing and classes."""
 
-    def __init__(
-        self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"
-    ):
-        self.meta = meta
-        self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.network = network.to(self.device).eval()
-        inp = meta["input"]
-        self.selection = inp["atoms"]
-        self.fields: str | None = inp.get("fields")
-        self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
-        self.n_channels = inp["n_channels"]
-        self.codes: list[str] = list(meta["classes"]["codes"])
-        self.names: list[str] = list(meta["classes"]["names"])
+    task = "cath"
 
     def grids(self, structure: Structure, rotations=(None,)) -> tuple[np.ndarray, int, int]:
         """(len(rotations), C, N, N, N) input grids of ``structure`` under each rotation
         (None: as is), the number of atoms, and the most atoms outside the box."""
-        coords, channels, n_channels = select_atoms(structure, self.selection)  # once for all rotations
-        if len(coords) == 0:
-            raise StructureError(structure.path, f"no {self.selection} atoms")
-        if self.fields is not None:
-            return self._field_grids(structure, coords, channels, rotations)
-        out = [
-            voxelize(coords, channels, n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
-                     sigma=self.sigma, rotation=R)
-            for R in rotations
-        ]
-        return np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out)
-
-    def _field_grids(self, structure: Structure, coords, ss, rotations) -> tuple[np.ndarray, int, int]:
-        """:meth:`grids` of a model with oriented input fields (:mod:`cathnet.fields`)."""
-        chain = structure.chain[selection_mask(structure, self.selection)]
-        directions = fields.element_directions(coords, chain[1:] == chain[:-1])
-        k = len(rotations)
-        R = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
-        rel = coords.astype(np.float64) - coords.astype(np.float64).mean(0)
-        beyond = np.abs(np.einsum("kij,aj->kai", R, rel)) >= self.grid_size * self.voxel_size / 2
-        outside = int(beyond.any(-1).sum(1).max())
-        grids = fields.voxelize_fields(
-            *(torch.from_numpy(np.repeat(a[None], k, 0)) for a in (coords, np.ones(len(coords), bool), ss, directions)),
-            grid_size=self.grid_size, voxel_size=self.voxel_size, sigma=self.sigma, rotations=torch.from_numpy(R),
-        )
-        return grids.numpy(), len(coords), outside
+        g = self.preprocessing.grids(structure, rotations)
+        return g.grids, g.n_atoms, g.n_outside
 
     def grid(self, structure: Structure, rotation: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
         """(C, N, N, N) input grid, number of atoms, number outside the box."""
         grids, n_atoms, outside = self.grids(structure, [rotation])
         return grids[0], n_atoms, outside
 
-    @torch.no_grad()
     def probabilities(self, grids: np.ndarray) -> np.ndarray:
         """Softmax over the classes for a stack of grids (B, C, N, N, N)."""
-        x = torch.from_numpy(np.ascontiguousarray(grids)).to(self.device)
-        with autocast(self.precision, self.device):
-            logits = self.network(x)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return self.softmax(torch.from_numpy(np.ascontiguousarray(grids)).to(self.device))
 
     def _units(
         self, source, chain: str | None, residues: str | None, per_chain: bool
     ) -> list[tuple[str | None, Structure]]:
         """(chain, structure) pieces to predict for one file or :class:`Structure`."""
-        if isinstance(source, Structure):
-            structure = source
-            if chain:
-                structure = structure.subset(structure.chain == chain)
-                if len(structure) == 0:
-                    raise StructureError(_label(source), f"no chain {chain!r}")
-        else:
-            structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
+        structure = self.structure(source, chain, residues)
         if not per_chain:
             return [(chain, structure)]
         return [(c, structure.subset(structure.chain == c)) for c in structure.chains()]
@@ -172,8 +125,7 @@ class ArchitectureModel:
         :class:`Prediction` with ``error`` set (or raises with ``raise_errors``).
         ``rotations`` (0..:data:`MAX_ROTATIONS`) > 0 averages over that many random
         rotations (seeded per structure)."""
-        if not 0 <= rotations <= MAX_ROTATIONS:
-            raise ValueError(f"rotations must be in 0..{MAX_ROTATIONS}, got {rotations}")
+        self.check_rotations(rotations)
         pending: list[tuple[Prediction, np.ndarray]] = []
 
         def flush():
@@ -196,14 +148,14 @@ class ArchitectureModel:
                 rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                 for unit_chain, structure in self._units(source, chain, residues, per_chain):
                     grids, n_atoms, outside = self.grids(structure, rots)
-                    pred = Prediction(_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside,
+                    pred = Prediction(source_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside,
                                       warnings=structure.warnings)
                     pending.append((pred, grids))
             except StructureError as exc:
                 if raise_errors:
                     raise
                 yield from flush()
-                yield Prediction(_label(source), chain, error=exc.reason)
+                yield Prediction(source_label(source), chain, error=exc.reason)
             if on_done:
                 on_done(1)
             if sum(len(g) for _, g in pending) >= batch_size:
@@ -226,10 +178,6 @@ class ArchitectureModel:
             pred.agreement = round(float((probs.argmax(axis=1) == best).mean()), 4)
 
 
-def _label(source) -> str:
-    return str(source.path if isinstance(source, Structure) else source)
-
-
 def load_model(
     name: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device = "cpu", collapse: bool = True,
     precision: str = "auto",
@@ -245,9 +193,7 @@ def load_model(
     network, meta = checkpoint.load_model(path, device="cpu")
     if collapse:
         network = enn.collapse(network)
-    if meta.get("task") == "aa":
-        from cathnet.propensity import PropensityModel
-
+    if meta.get("task") == PropensityModel.task:
         try:
             return PropensityModel(network, meta, device, precision)
         except (KeyError, ValueError) as exc:

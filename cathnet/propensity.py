@@ -32,11 +32,8 @@ from scipy.spatial import cKDTree
 
 from cathnet import so3
 from cathnet.environments import AMINO_ACIDS, ResidueAtoms, environment, pad_environments, residue_atoms
-from cathnet.fields import FRAME, voxelize_frame
-from cathnet.precision import autocast, resolve_precision
-from cathnet.predict import MAX_ROTATIONS
-from cathnet.structure import Structure, StructureError, read_structure
-from cathnet.voxel import voxelize_batch
+from cathnet.inference import Model, source_label
+from cathnet.structure import Structure, StructureError
 
 __all__ = ["ResiduePrediction", "FilePrediction", "PropensityModel"]
 
@@ -83,7 +80,7 @@ class FilePrediction:
         return sum(r.predicted == r.native for r in standard) / len(standard) if standard else None
 
 
-class PropensityModel:
+class PropensityModel(Model):
     """A trained amino-acid network with its environment and voxel parameters."""
 
     task = "aa"
@@ -91,18 +88,8 @@ class PropensityModel:
     def __init__(
         self, network: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", precision: str = "auto"
     ):
-        self.meta = meta
-        self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.network = network.to(self.device).eval()
-        inp = meta["input"]
-        self.radius, self.oriented = float(inp["radius"]), bool(inp["oriented"])
-        self.backbone_channels = bool(inp.get("backbone_channels", False))
-        self.needs_frame = self.oriented or self.backbone_channels
-        self.fields: str | None = inp.get("fields")
-        self.grid_size, self.voxel_size, self.sigma = inp["grid_size"], inp["voxel_size"], inp["sigma"]
-        self.n_channels = inp["n_channels"]
-        if list(meta["classes"]["names"]) != list(AMINO_ACIDS):
+        super().__init__(network, meta, device, precision)
+        if self.names != list(AMINO_ACIDS):
             raise ValueError(f"model classes {meta['classes']['names']} are not the 20 amino acids in order")
         if meta.get("training", {}).get("balance"):
             freq = np.full(len(AMINO_ACIDS), 1 / len(AMINO_ACIDS))
@@ -122,24 +109,15 @@ class PropensityModel:
             k = len(rotations)
             coords, channels, mask = (t.repeat_interleave(k, 0) for t in (coords, channels, mask))
             R = torch.as_tensor(np.asarray(rotations), dtype=torch.float32, device=self.device).repeat(len(envs), 1, 1)
-        if self.fields == FRAME:
-            return voxelize_frame(coords, mask, channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
-                                  sigma=self.sigma, rotations=R)
-        return voxelize_batch(
-            coords, mask, channels, self.n_channels, grid_size=self.grid_size, voxel_size=self.voxel_size,
-            sigma=self.sigma, center=torch.zeros(len(coords), 3, device=self.device), rotations=R,
-        )
+        centre = torch.zeros(len(coords), 3, device=self.device)
+        return self.preprocessing.voxelize_batch(coords, mask, channels, center=centre, rotations=R)
 
-    @torch.no_grad()
     def probabilities(
         self, envs: list[tuple[np.ndarray, np.ndarray]], rotations: np.ndarray | None = None
     ) -> np.ndarray:
         """(B, 20) softmax for a list of environments; with ``rotations`` (K, 3, 3) the mean
         softmax over the environment rotated by each (smooths the grid's discretisation)."""
-        x = self.grids(envs, rotations)
-        with autocast(self.precision, self.device):
-            logits = self.network(x)
-        p = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        p = self.softmax(self.grids(envs, rotations))
         return p if rotations is None else p.reshape(len(envs), len(rotations), -1).mean(1)
 
     def environments(
@@ -147,12 +125,13 @@ class PropensityModel:
     ) -> tuple[ResidueAtoms, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """The residue table of ``structure``, the rows that have an environment, and their environments."""
         a = residue_atoms(structure)
-        rows = np.flatnonzero(a.usable(self.needs_frame))
+        rows = np.flatnonzero(a.usable(self.preprocessing.needs_frame))
         if len(rows) == 0:
             return a, rows, []
-        near = cKDTree(a.coords).query_ball_point(a.coords[a.ca[rows]], self.radius + 1e-3)
+        prep = self.preprocessing
+        near = cKDTree(a.coords).query_ball_point(a.coords[a.ca[rows]], prep.radius + 1e-3)
         envs = [environment(a.coords, a.channels, a.residue, a.backbone, r, a.ca[r], a.n[r], a.c[r], a.o[r],
-                            radius=self.radius, oriented=self.oriented, backbone_channels=self.backbone_channels,
+                            radius=prep.radius, oriented=prep.oriented, backbone_channels=prep.backbone_channels,
                             candidates=np.sort(np.asarray(idx, np.int64)))
                 for r, idx in zip(rows, near)]
         return a, rows, envs
@@ -174,12 +153,11 @@ class PropensityModel:
         ``error`` (or raises with ``raise_errors``). ``rotations`` > 0 averages every
         residue's probabilities over that many random rotations (seeded per source; not
         for oriented models, whose frame fixes the pose). ``on_done(n)`` counts residues."""
-        if rotations and self.oriented:
+        if rotations and self.preprocessing.oriented:
             raise ValueError("rotation averaging does not apply to a model of oriented environments")
-        if not 0 <= rotations <= MAX_ROTATIONS:
-            raise ValueError(f"rotations must be in 0..{MAX_ROTATIONS}, got {rotations}")
+        self.check_rotations(rotations)
         for index, source in enumerate(sources):
-            label = str(source.path if isinstance(source, Structure) else source)
+            label = source_label(source)
             R = so3.random_rotation(rotations, seed=[seed, index]) if rotations > 0 else None
             try:
                 per_batch = max(1, batch_size // max(rotations, 1))
@@ -190,17 +168,11 @@ class PropensityModel:
                 yield FilePrediction(label, error=exc.reason)
 
     def _predict_one(self, source, label, chain, residues, R, batch_size, on_done) -> FilePrediction:
-        if isinstance(source, Structure):
-            if residues is not None:
-                raise ValueError("residues= applies to files; subset a Structure with Structure.subset")
-            structure = source if chain is None else source.subset(source.chain == chain)
-            if len(structure) == 0:
-                raise StructureError(label, f"no chain {chain!r}")
-        else:
-            structure = read_structure(source, chains=[chain] if chain else None, residues=residues)
+        structure = self.structure(source, chain, residues)
         a, rows, envs = self.environments(structure)
         if len(rows) == 0:
-            raise StructureError(label, "no residue with a Cα" + (", N and C" if self.needs_frame else ""))
+            needs = "a Cα" + (", N and C" if self.preprocessing.needs_frame else "")
+            raise StructureError(label, f"no residue with {needs}")
         out = FilePrediction(label, skipped=int(len(a.ca) - len(rows)), warnings=structure.warnings)
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo: lo + batch_size]

@@ -15,7 +15,7 @@ What is kept (one row per atom, file order):
   (the first on ties), so a residue present only as altloc B or C is kept. Where the
   residue name itself alternates (microheterogeneity) the residue with the highest
   occupancy wins;
-* insertion codes, hydrogens (:func:`select_atoms` drops them).
+* insertion codes, hydrogens (:func:`cathnet.selection.select_atoms` drops them).
 
 Elements: the element column (PDB 77-78, mmCIF ``type_symbol``) when the file has one.
 Without it (CATH domain files, PQR) gemmi infers from the atom-name columns (``'CA  '`` is
@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import gemmi
@@ -47,23 +48,21 @@ import numpy as np
 
 from cathnet import structure_masks as masks
 from cathnet import structure_text as text
+from cathnet.errors import CathnetError
 from cathnet.fileio import UnreadableFile, read_regular
-from cathnet.ss import assign_ca
 from cathnet.structure_masks import ResidueRange, parse_residue_ranges
 
 __all__ = [
-    "ELEMENT_CHANNELS", "SELECTIONS", "SS_CHANNELS", "ResidueRange", "Structure", "StructureError",
-    "parse_residue_ranges", "read_structure", "select_atoms", "selection_mask",
+    "STRUCTURE_SUFFIXES", "ResidueRange", "Structure", "StructureError", "is_structure_file", "parse_residue_ranges",
+    "read_structure", "structure_id",
 ]
 
-SELECTIONS = ("ca", "ca-ss", "backbone", "heavy")
-SS_CHANNELS = ("helix", "strand", "coil")
-ELEMENT_CHANNELS = ("C", "N", "O", "S", "other")
-HYDROGENS = ("H", "D")
+#: file name suffixes of structure files, each also gzipped (``.pdb.gz``)
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
 MAX_COORDINATE = 1e6  # Å: beyond this a coordinate is garbage
 
 
-class StructureError(Exception):
+class StructureError(CathnetError):
     """A structure file that cannot be used; ``str()`` is one line: ``path: reason``."""
 
     def __init__(self, path, reason: str):
@@ -158,6 +157,25 @@ def _read(path, data: bytes, model, chains, ranges, keep_hetero, keep_water) -> 
     return _extract(path, st, keep, ranges, keep_hetero, keep_water, has_elements, check_end)
 
 
+def _split_name(path) -> tuple[str, str]:
+    """(stem, structure suffix in lower case, or "" for none) of a file name, ``.gz`` dropped."""
+    name = Path(path).name
+    name = name[:-3] if name.lower().endswith(".gz") else name
+    stem, dot, suffix = name.rpartition(".")
+    suffix = f".{suffix.lower()}"
+    return (stem, suffix) if dot and suffix in STRUCTURE_SUFFIXES else (name, "")
+
+
+def is_structure_file(path) -> bool:
+    """Whether the file name ends in a structure suffix (.pdb .ent .cif .mmcif .pqr, optionally .gz)."""
+    return _split_name(path)[1] != ""
+
+
+def structure_id(path) -> str:
+    """The file name without its structure suffix and .gz: ``1abc.cif.gz`` → ``1abc``."""
+    return _split_name(path)[0]
+
+
 # ---------------------------------------------------------------------------- reading
 
 
@@ -188,7 +206,7 @@ def _parse(path, data: bytes) -> tuple[gemmi.Structure, bool, bool]:
             st = gemmi.make_structure_from_block(block)
             has_elements = len(block.find_values("_atom_site.type_symbol")) > 0
         else:
-            pqr = str(path).lower().removesuffix(".gz").endswith(".pqr")
+            pqr = _split_name(path)[1] == ".pqr"
             data = text.pqr_as_pdb(data) if pqr else text.mark_bad_coordinates(data)
             st, data = text.with_fallback(gemmi.read_pdb_string, data, text.fix_element_columns)
             st.merge_chain_parts()
@@ -330,44 +348,3 @@ def _elements(flat, name, res_name, residue, polymer_like, has_elements) -> np.n
             named = _by_name(name[ion], _ion_element)
             element[ion] = np.where(named != "", named, element[ion])
     return element
-
-
-
-
-
-# ---------------------------------------------------------------------------- selections
-
-
-def selection_mask(structure: Structure, selection: str) -> np.ndarray:
-    """(N,) bool: the atoms of ``selection`` ("ca", "backbone" or "heavy"); never hydrogens."""
-    if selection in ("ca", "ca-ss"):
-        return (structure.atom_name == "CA") & (structure.element == "C")
-    if selection == "backbone":  # the element must fit the name: keeps a calcium named CA out
-        name, element = structure.atom_name, structure.element
-        return ((name == "N") & (element == "N")) | (((name == "CA") | (name == "C")) & (element == "C")) \
-            | ((name == "O") & (element == "O"))
-    if selection == "heavy":
-        return ~np.isin(structure.element, HYDROGENS)
-    raise ValueError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
-
-
-def select_atoms(structure: Structure, selection: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(coords (M, 3) float32, channel (M,) int64, n_channels) of ``selection``.
-
-    "ca" and "backbone" have one channel; "ca-ss" types every Cα by its secondary
-    structure (:data:`SS_CHANNELS`, assigned from Cα geometry by :func:`cathnet.ss.assign_ca`);
-    "heavy" has :data:`ELEMENT_CHANNELS` (C, N, O, S, other), selenium counted as S
-    (selenomethionine stands in for methionine).
-    """
-    mask = selection_mask(structure, selection)
-    coords = structure.coords[mask]
-    if selection == "ca-ss":
-        chain = structure.chain[mask]
-        return coords, assign_ca(coords, chain[1:] == chain[:-1]), len(SS_CHANNELS)
-    if selection != "heavy":
-        return coords, np.zeros(len(coords), np.int64), 1
-    element = structure.element[mask]
-    channel = np.full(len(coords), ELEMENT_CHANNELS.index("other"), np.int64)
-    for c, symbols in enumerate((("C",), ("N",), ("O",), ("S", "SE"))):
-        channel[np.isin(element, symbols)] = c
-    return coords, channel, len(ELEMENT_CHANNELS)

@@ -5,14 +5,14 @@
 * ``aa``: one item per residue, label = its amino acid, grid centred on its Cα and filled
   with its environment (:mod:`cathnet.environments`; :class:`AminoAcidTask`).
 
-A task exposes ``in_channels``, ``n_classes``, ``n_splits``, ``labels`` (class of every
-item), ``sha256`` (of the data file), ``voxels`` (default grid), ``items(splits)``,
-``batch(items) -> Batch`` and ``metadata()`` (``task``, ``input``, ``classes``, ``data``).
-Atoms are rotated and voxelized on the training device by the loop (:mod:`cathnet.train`).
+A task exposes ``preprocessing`` (:class:`~cathnet.preprocess.Preprocessing`: atoms, grid,
+input fields), ``n_classes``, ``n_splits``, ``labels`` (class of every item), ``sha256`` (of
+the data file), ``items(splits)``, ``batch(items) -> Batch`` and ``metadata()`` (``task``,
+``input``, ``classes``, ``data``). Batches are voxelized on the training device
+(:func:`cathnet.inference.batch_grids`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,15 +20,14 @@ import numpy as np
 import torch
 
 from cathnet import fields as input_fields
-from cathnet.data import DatasetError
-from cathnet.datasets import CathData, EnvironmentData
-from cathnet.environments import AMINO_ACIDS, ONE_LETTER, RADIUS, channel_names, pad_environments
+from cathnet.data import CathData, EnvironmentData
+from cathnet.environments import AMINO_ACIDS, ENVIRONMENT, ONE_LETTER, RADIUS, pad_environments
+from cathnet.errors import DatasetError, TrainError
+from cathnet.preprocess import Preprocessing
+from cathnet.selection import SELECTIONS
+from cathnet.voxel import Voxels
 
-__all__ = ["TrainError", "Batch", "Voxels", "CathTask", "AminoAcidTask", "TASKS", "make_task"]
-
-
-class TrainError(Exception):
-    """A training option or state that cannot be used (one-line message)."""
+__all__ = ["TrainError", "Batch", "CathTask", "AminoAcidTask", "TASKS", "make_task"]
 
 
 class Batch(NamedTuple):
@@ -42,15 +41,6 @@ class Batch(NamedTuple):
     directions: torch.Tensor | None = None  # (B, A, 3) element directions of oriented input fields
 
 
-@dataclass(frozen=True)
-class Voxels:
-    """Voxelization parameters."""
-
-    grid_size: int = 50
-    voxel_size: float = 2.0
-    sigma: float = 1.0
-
-
 def _batch(atoms: list[tuple[np.ndarray, np.ndarray]], targets: np.ndarray, centred: bool) -> Batch:
     coords, channels, mask = pad_environments(atoms)
     center = torch.zeros(len(atoms), 3) if centred else None
@@ -61,24 +51,24 @@ def _batch(atoms: list[tuple[np.ndarray, np.ndarray]], targets: np.ndarray, cent
 class CathTask:
     """CATH architecture classification: one grid per domain, label = architecture.
     ``fields`` (e.g. ``ss-orientation``, :mod:`cathnet.fields`) adds oriented input fields
-    to a ``ca-ss`` dataset; ``in_type`` is then the input's field type."""
+    to a ``ca-ss`` dataset."""
 
     name = "cath"
-    voxels = Voxels(50, 2.0, 1.0)
+    voxels = Voxels()  # the default grid
 
-    def __init__(self, data: str | Path, *, fields: str | None = None):
+    def __init__(self, data: str | Path, *, fields: str | None = None, voxels: Voxels | None = None):
         self.data = CathData(data)
-        self.fields = fields
-        self.in_type: str | None = None
-        self.in_channels = self.data.n_channels
+        atoms = self.data.meta["atoms"]
+        if atoms not in SELECTIONS:
+            raise DatasetError(f"{self.data.path}: built with --atoms {atoms}; --task cath needs "
+                               f"{', '.join(SELECTIONS)}")
         if fields is not None:
             if fields not in input_fields.FIELDS:
                 known = ", ".join(input_fields.FIELDS)
                 raise TrainError(f"--fields: unknown input fields {fields!r}; available: {known}")
-            if self.data.meta["atoms"] != "ca-ss":
-                raise TrainError(f"--fields {fields} needs a dataset of --atoms ca-ss, not {self.data.meta['atoms']}")
-            self.in_type = input_fields.FIELDS[fields]
-            self.in_channels = len(input_fields.channel_names(fields))
+            if atoms != "ca-ss":
+                raise TrainError(f"--fields {fields} needs a dataset of --atoms ca-ss, not {atoms}")
+        self.preprocessing = Preprocessing(atoms, voxels or self.voxels, fields)
         self.n_classes = self.data.n_classes
         self.labels = self.data.labels
         self.n_splits = self.data.n_splits
@@ -93,7 +83,7 @@ class CathTask:
     def batch(self, items: np.ndarray) -> Batch:
         atoms = [self.data.atoms(i) for i in items]
         batch = _batch(atoms, self.labels[items], centred=False)
-        if self.fields is None:
+        if self.preprocessing.fields is None:
             return batch
         directions = np.zeros(batch.coords.shape, np.float32)
         for b, (xyz, _) in enumerate(atoms):
@@ -104,8 +94,7 @@ class CathTask:
         d = self.data
         return {
             "task": self.name,
-            "input": {"atoms": d.meta["atoms"], "n_channels": self.in_channels,
-                      **({"fields": self.fields, "in_type": self.in_type} if self.fields else {})},
+            "input": self.preprocessing.metadata(),
             "classes": {"codes": d.class_codes, "names": d.class_names},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits},
         }
@@ -125,23 +114,17 @@ class AminoAcidTask:
 
     def __init__(
         self, data: str | Path, *, oriented: bool = False, radius: float = RADIUS, backbone_channels: bool = False,
-        fields: str | None = None,
+        fields: str | None = None, voxels: Voxels | None = None,
     ):
         self.data = EnvironmentData(data)
-        self.oriented, self.radius, self.backbone_channels = oriented, radius, backbone_channels
         if backbone_channels and self.data.res_o is None:
             raise DatasetError(f"{data}: built before backbone channels existed; rebuild it with --atoms environment")
-        self.channel_names = channel_names(backbone_channels)
-        self.fields, self.in_type = fields, None
-        if fields is not None:
-            if fields != input_fields.FRAME or not backbone_channels or oriented:
-                raise TrainError(
-                    f"--fields for --task aa: only {input_fields.FRAME}, "
-                    "with --backbone-channels and without --oriented"
-                )
-            self.in_type = input_fields.FRAME_TYPE
-            self.channel_names += tuple(f"{a}.{c}" for a in ("N", "C", "CB") for c in "xyz")
-        self.in_channels = len(self.channel_names)
+        if fields is not None and (fields != input_fields.FRAME or not backbone_channels or oriented):
+            raise TrainError(
+                f"--fields for --task aa: only {input_fields.FRAME}, with --backbone-channels and without --oriented"
+            )
+        self.preprocessing = Preprocessing(ENVIRONMENT, voxels or self.voxels, fields, radius, oriented,
+                                           backbone_channels)
         self.n_classes = len(AMINO_ACIDS)
         self.labels = self.data.res_labels
         self.n_splits = self.data.n_splits
@@ -151,38 +134,46 @@ class AminoAcidTask:
         return self.data.sha256
 
     def items(self, splits) -> np.ndarray:
-        return self.data.residues(splits, needs_frame=self.oriented or self.backbone_channels)
+        return self.data.residues(splits, needs_frame=self.preprocessing.needs_frame)
 
     def batch(self, items: np.ndarray) -> Batch:
-        envs = [self.data.residue_environment(r, radius=self.radius, oriented=self.oriented,
-                                              backbone_channels=self.backbone_channels) for r in items]
+        p = self.preprocessing
+        envs = [self.data.residue_environment(r, radius=p.radius, oriented=p.oriented,
+                                              backbone_channels=p.backbone_channels) for r in items]
         return _batch(envs, self.labels[items], centred=True)
 
     def metadata(self) -> dict:
         d = self.data
         return {
             "task": self.name,
-            "input": {
-                "atoms": "environment", "centre": "CA", "n_channels": self.in_channels,
-                "channels": list(self.channel_names),
-                "radius": self.radius, "oriented": self.oriented, "backbone_channels": self.backbone_channels,
-                **({"fields": self.fields, "in_type": self.in_type} if self.fields else {}),
-            },
+            "input": self.preprocessing.metadata(),
             "classes": {"codes": list(ONE_LETTER), "names": list(AMINO_ACIDS)},
             "data": {"file": d.path.name, "sha256": d.sha256, "n_domains": len(d), "n_splits": d.n_splits,
                      "n_residues": int((d.res_labels >= 0).sum())},
         }
 
 
-TASKS = {"cath": CathTask, "aa": AminoAcidTask}
+TASKS: dict[str, type[CathTask] | type[AminoAcidTask]] = {"cath": CathTask, "aa": AminoAcidTask}
 
 
-def make_task(name: str, data: str | Path, **options):
-    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``aa``:
-    ``oriented``, ``radius``, ``backbone_channels``)."""
+def make_task(
+    name: str, data: str | Path, *, grid_size: int | None = None, voxel_size: float | None = None,
+    sigma: float | None = None, **options,
+):
+    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``fields``; ``aa``:
+    ``oriented``, ``radius``, ``backbone_channels``). The grid is the task's default but for
+    the sizes given; σ defaults to half a given voxel."""
     if name not in TASKS:
         raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     if name == "cath" and (options.get("oriented") or options.get("backbone_channels")):
         raise TrainError("--oriented and --backbone-channels only apply to --task aa")
+    task = TASKS[name]
+    d = task.voxels
+    voxel = d.voxel_size if voxel_size is None else voxel_size
+    if sigma is None:
+        sigma = d.sigma if voxel_size is None else voxel / 2
+    voxels = Voxels(d.grid_size if grid_size is None else grid_size, voxel, sigma)
+    if voxels.grid_size < 1 or not voxels.voxel_size > 0 or not voxels.sigma > 0:
+        raise TrainError(f"grid size, voxel size and sigma must be positive, got {voxels}")
     keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields",)
-    return TASKS[name](data, **{k: v for k, v in options.items() if k in keys and v is not None})
+    return task(data, voxels=voxels, **{k: v for k, v in options.items() if k in keys and v is not None})

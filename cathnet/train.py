@@ -3,7 +3,7 @@ amino acids from residue environments; see :mod:`cathnet.tasks`).
 
 The loop is task-agnostic: a *task* yields item indices per split, class labels per item
 and padded atom batches; atoms are rotated and voxelized on the training device
-(:func:`cathnet.voxel.voxelize_batch`), then fed to a network from
+(:func:`cathnet.inference.batch_grids`), then fed to a network from
 :mod:`cathnet.networks`. Paper recipe (Weiler et al. 2018): Adam, learning rate decayed
 by ``lr_decay`` per epoch after ``burn_in`` epochs, L1 + L2 weight penalties, random
 rotations for plain CNNs, splits 7/1/2 of 10 for train/validation/test. Large tasks (0.8M residue environments) can
@@ -21,7 +21,6 @@ writes files.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -35,52 +34,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from safetensors.torch import save as st_save
 from torch import nn
 
 from cathnet import __version__, networks
-from cathnet.checkpoint import (
-    CheckpointError,
-    cpu_tensors,
-    load_optimizer,
-    load_tensors,
-    load_weights,
-    optimizer_tensors,
-    read_json,
-    require_fields,
-    save_model,
-    sibling,
-)
-from cathnet.fields import FRAME, voxelize_fields, voxelize_frame
-from cathnet.fileio import atomic_write, finite_json, write_json
+from cathnet.data import EpochStream, stratified_subset
+from cathnet.errors import TrainError, UsageError
+from cathnet.inference import batch_grids, predict, resolve_device
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.precision import autocast, resolve_precision
+from cathnet.run_state import load_state, save_epoch, state_key
 from cathnet.so3 import random_rotation
-from cathnet.tasks import TASKS, Batch, TrainError, Voxels, make_task
-from cathnet.voxel import voxelize_batch
+from cathnet.tasks import make_task
 
-__all__ = [
-    "TrainConfig",
-    "TrainError",
-    "Voxels",
-    "TASKS",
-    "make_task",
-    "resolve_device",
-    "predict",
-    "stratified_subset",
-    "train",
-]
+__all__ = ["TrainConfig", "TrainError", "train"]
 
-STATE_FORMAT = "cathnet-train-state/1"
-_STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer": str, "optimizer_state": dict,
-                 "epoch": int, "best": dict}
 _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchronises a GPU)
-#: Options that must not change when a run is resumed.
-_RESUME_KEYS = (
-    "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
-    "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance",
-)
 
 
 @dataclass
@@ -122,90 +90,7 @@ class TrainConfig:
     progress: bool = True
 
 
-# ---------------------------------------------------------------------------- tasks
-
-
-def stratified_subset(items: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Keep ``round(fraction · n_c)`` (at least 1) items of every class c, chosen by a
-    seeded per-class permutation, so smaller fractions are subsets of larger ones."""
-    if not 0 < fraction <= 1:
-        raise TrainError(f"--train-fraction must be in (0, 1], got {fraction}")
-    if fraction == 1:
-        return items
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels[items]):
-        members = items[labels[items] == c]
-        keep.append(members[rng.permutation(len(members))][: max(1, round(fraction * len(members)))])
-    return np.sort(np.concatenate(keep))
-
-
-# ---------------------------------------------------------------------------- device
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise TrainError(f"--device must be auto, cpu or cuda, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device available")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
-def _voxelize(batch: Batch, task, voxels: Voxels, rotations: np.ndarray | None, device: torch.device) -> torch.Tensor:
-    R = None if rotations is None else torch.as_tensor(rotations, dtype=torch.float32, device=device)
-    if getattr(task, "fields", None) == FRAME:
-        x = voxelize_frame(batch.coords.to(device), batch.mask.to(device), batch.channels.to(device),
-                           grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R)
-        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
-    if batch.directions is not None:
-        x = voxelize_fields(
-            batch.coords.to(device), batch.mask.to(device), batch.channels.to(device), batch.directions.to(device),
-            grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
-        )
-        return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
-    x = voxelize_batch(
-        batch.coords.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
-        batch.channels.to(device, non_blocking=True), task.in_channels,
-        grid_size=voxels.grid_size, voxel_size=voxels.voxel_size, sigma=voxels.sigma, rotations=R,
-        center=None if batch.center is None else batch.center.to(device),
-    )
-    return x.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" else x
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, task, items: np.ndarray, voxels: Voxels, *, device: torch.device,
-    batch_size: int = 32, rotations: np.ndarray | None = None, on_batch=None, precision: str = "auto",
-) -> torch.Tensor:
-    """Logits (len(items), n_classes) float32 on CPU, in eval mode; ``rotations``
-    (len(items), 3, 3) rotates each structure before voxelization; ``precision`` as in
-    :mod:`cathnet.precision`."""
-    model.eval()
-    precision = resolve_precision(precision, device)
-    out = []
-    for lo in range(0, len(items), batch_size):
-        batch = task.batch(items[lo: lo + batch_size])
-        R = None if rotations is None else rotations[lo: lo + batch_size]
-        x = _voxelize(batch, task, voxels, R, device)
-        with autocast(precision, device):
-            out.append(model(x).float().cpu())
-        if on_batch:
-            on_batch(len(batch.targets))
-    return torch.cat(out) if out else torch.zeros(0, task.n_classes)
-
-
 # ---------------------------------------------------------------------------- training
-
-
-def _epoch(line: str) -> float:
-    """The epoch of a metrics.jsonl line; infinity for a damaged one (dropped on resume)."""
-    try:
-        return float(json.loads(line)["epoch"])
-    except (ValueError, TypeError, KeyError):
-        return math.inf
 
 
 def _seed(*parts: int) -> int:
@@ -238,15 +123,16 @@ class _Run:
         self.config, self.console = config, console
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         try:
+            self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
             self.precision = resolve_precision(config.precision, self.device)
-        except ValueError as exc:
+        except UsageError as exc:
             raise TrainError(str(exc)) from None
         self.out = Path(config.out)
         self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels,
-                              fields=config.fields)
-        self.voxels = self._voxels()
+                              fields=config.fields, grid_size=config.grid_size, voxel_size=config.voxel_size,
+                              sigma=config.sigma)
+        self.voxels = self.task.preprocessing.voxels
         self._split_items()
         if config.model not in networks.NETWORKS:
             raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
@@ -258,12 +144,12 @@ class _Run:
         kwargs = dict(config.model_kwargs)
         if config.model in networks.GRID_SIZED:
             kwargs.setdefault("grid_size", self.voxels.grid_size)
-        if getattr(self.task, "in_type", None) and config.model in networks.EQUIVARIANT:
-            kwargs.setdefault("in_type", self.task.in_type)
+        if self.task.preprocessing.in_type and config.model in networks.EQUIVARIANT:
+            kwargs.setdefault("in_type", self.task.preprocessing.in_type)
         torch.manual_seed(config.seed)
         try:
             self.model = networks.build(
-                config.model, in_channels=self.task.in_channels, n_classes=self.task.n_classes, **kwargs
+                config.model, in_channels=self.task.preprocessing.n_channels, n_classes=self.task.n_classes, **kwargs
             ).to(self.device)
         except TypeError as exc:
             raise TrainError(f"--model-arg: {exc}") from None
@@ -287,16 +173,6 @@ class _Run:
         if config.compile:  # the training steps only; validation runs the plain model in eval mode
             self.net = torch.compile(self.net)
 
-    def _voxels(self) -> Voxels:
-        """The grid: the task's default unless given; σ defaults to half a voxel."""
-        c, d = self.config, self.task.voxels
-        voxel = d.voxel_size if c.voxel_size is None else c.voxel_size
-        sigma = c.sigma if c.sigma is not None else (d.sigma if c.voxel_size is None else voxel / 2)
-        v = Voxels(d.grid_size if c.grid_size is None else c.grid_size, voxel, sigma)
-        if v.grid_size < 1 or not v.voxel_size > 0 or not v.sigma > 0:
-            raise TrainError(f"grid size, voxel size and sigma must be positive, got {v}")
-        return v
-
     def _split_items(self) -> None:
         c, n = self.config, self.task.n_splits
         held_out = set(c.val_splits) | set(c.test_splits)
@@ -309,6 +185,8 @@ class _Run:
             raise TrainError(f"split(s) {bad} out of range: {c.data} has splits 0..{n - 1}")
         train = self.task.items([s for s in range(n) if s not in held_out])
         self.train_items = stratified_subset(train, self.task.labels, c.train_fraction, c.seed)
+        self.stream = EpochStream(self.train_items, self.task.labels, seed=c.seed, epoch_size=c.epoch_size,
+                                  balance=c.balance)
         self.val_items = self.task.items(c.val_splits)
         if c.val_size is not None and c.val_size < 1:
             raise TrainError(f"--val-size must be at least 1, got {c.val_size}")
@@ -319,7 +197,6 @@ class _Run:
             raise TrainError(f"validation split(s) {list(c.val_splits)} hold {len(self.val_items)} items, fewer than the {self.world} processes")
         if c.epoch_size is not None and c.epoch_size < self.world:
             raise TrainError(f"--epoch-size must be at least the {self.world} process(es), got {c.epoch_size}")
-        self._pass_cache: tuple[int, np.ndarray] | None = None
         if len(self.train_items) < self.world:
             raise TrainError("no training split left: every split is a validation or test split")
         if c.batch_size < self.world:
@@ -328,45 +205,24 @@ class _Run:
     # -- checkpoints
 
     def _state_key(self) -> dict:
-        """Options a resumed run must share, with the grid as actually used."""
-        key = {k: v for k, v in asdict(self.config).items() if k in _RESUME_KEYS}
-        return {**key, **asdict(self.voxels)}
+        return state_key(asdict(self.config), asdict(self.voxels))
 
     def _resume(self) -> None:
-        path = self.out / "last.json"
-        if not path.exists():
+        if not (self.out / "last.json").exists():
             if self.rank == 0:
                 self.console.print(f"no checkpoint in {self.out}; starting from scratch")
             return
-        state = read_json(path)
-        if state.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"{path}: format {state.get('format')!r}, expected {STATE_FORMAT!r}")
-        require_fields(state, _STATE_FIELDS, path)
-        saved, now = state["config"], json.loads(json.dumps(self._state_key()))
-        defaults = asdict(TrainConfig(data="", model="", out=""))  # keys added after a checkpoint was written
-        changed = [f"{k} ({saved.get(k, defaults[k])!r} -> {now[k]!r})" for k in now if saved.get(k, defaults[k]) != now[k]]
-        if changed:
-            raise TrainError(f"--resume: options differ from the checkpoint in {self.out}: {', '.join(changed)}")
-        if state["data_sha256"] != self.task.sha256:
-            raise TrainError(f"--resume: {self.config.data} is not the dataset the checkpoint was trained on")
-        weights, optimizer = (sibling(self.out, state[k], k, path) for k in ("weights", "optimizer"))
-        load_weights(self.model, load_tensors(weights), weights)
-        try:
-            load_optimizer(self.optimizer, load_tensors(optimizer), state["optimizer_state"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{optimizer}: optimizer state does not fit ({type(exc).__name__}: {exc})") from None
-        self.start_epoch, self.best = state["epoch"], state["best"]
+        self.start_epoch, self.best = load_state(
+            self.out, self.model, self.optimizer, key=self._state_key(),
+            defaults=asdict(TrainConfig(data="", model="", out="")),  # options added after a checkpoint was written
+            data_sha256=self.task.sha256, data=self.config.data, trim_metrics=self.rank == 0,
+        )
         if self.rank == 0:
-            metrics = self.out / "metrics.jsonl"
-            if metrics.exists():
-                lines = [l for l in metrics.read_text().splitlines() if _epoch(l) <= self.start_epoch]
-                atomic_write(metrics, "".join(l + "\n" for l in lines).encode())
             self.console.print(f"resuming {self.out} after epoch {self.start_epoch}")
 
     def _metadata(self, metrics: dict) -> dict:
         c = self.config
         meta = self.task.metadata()
-        meta["input"] = {**asdict(self.voxels), "centre": "mean atom position", **meta["input"]}
         meta["data"].update(
             val_splits=list(c.val_splits), test_splits=list(c.test_splits), train_fraction=c.train_fraction,
             n_train=len(self.train_items), n_val=len(self.val_items),
@@ -383,52 +239,7 @@ class _Run:
         meta["licence"] = "Trained on CATH (http://cathdb.info) data, CC BY 4.0."
         return meta
 
-    def _save(self, epoch: int, metrics: dict, improved: bool) -> None:
-        stem = f"epoch-{epoch:04d}"
-        atomic_write(self.out / f"{stem}.safetensors", st_save(cpu_tensors(self.model.state_dict())))
-        tensors, rest = optimizer_tensors(self.optimizer)
-        atomic_write(self.out / f"{stem}.optim.safetensors", st_save(tensors))
-        if improved:
-            save_model(self.out / "best", self.model, self._metadata(metrics))
-        write_json(self.out / "last.json", {
-            "format": STATE_FORMAT, "epoch": epoch, "weights": f"{stem}.safetensors",
-            "optimizer": f"{stem}.optim.safetensors", "optimizer_state": rest, "best": self.best,
-            "config": self._state_key(), "data_sha256": self.task.sha256, "metrics": metrics,
-        })
-        for old in self.out.glob("epoch-*.safetensors"):
-            if not old.name.startswith(stem + "."):
-                old.unlink()
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(finite_json(metrics)) + "\n")
-
     # -- loop
-
-    def _pass(self, p: int) -> np.ndarray:
-        """Training items of pass ``p`` over the data: a seeded permutation, or seeded
-        class-balanced draws (with replacement) when ``balance``."""
-        if self._pass_cache is None or self._pass_cache[0] != p:
-            c, items = self.config, self.train_items
-            rng = np.random.default_rng([c.seed, p, 2])
-            if c.balance:
-                classes, inverse, counts = np.unique(self.task.labels[items], return_inverse=True, return_counts=True)
-                weight = 1.0 / (len(classes) * counts[inverse])
-                order = rng.choice(items, len(items), p=weight / weight.sum())
-            else:
-                order = rng.permutation(items)
-            self._pass_cache = (p, order)
-        return self._pass_cache[1]
-
-    def _order(self, epoch: int) -> np.ndarray:
-        """Items of 1-based ``epoch``: the next ``epoch_size`` items of the stream of passes."""
-        n = len(self.train_items)
-        size = self.config.epoch_size or n
-        start, parts = (epoch - 1) * size, []
-        while size > 0:
-            p, offset = divmod(start, n)
-            part = self._pass(p)[offset: offset + size]
-            parts.append(part)
-            size, start = size - len(part), start + len(part)
-        return np.concatenate(parts)
 
     def _epoch(self, epoch: int, progress: Progress | None) -> tuple[float, float]:
         c, world, rank = self.config, self.world, self.rank
@@ -437,7 +248,7 @@ class _Run:
         if c.epoch_size is None and not c.balance:
             order = rng.permutation(self.train_items)  # one pass per epoch, as before epoch streams
         else:
-            order = self._order(epoch)
+            order = self.stream.epoch(epoch)
         rotations = random_rotation(len(order), rng) if self.augment else None
         starts = [s for s in range(0, len(order), c.batch_size) if len(order) - s >= world]
         bar = progress.add_task("train", total=len(starts), epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0) if progress else None
@@ -447,7 +258,7 @@ class _Run:
             size = min(c.batch_size, len(order) - start)
             local = start + np.array_split(np.arange(size), world)[rank]
             batch = self.task.batch(order[local])
-            x = _voxelize(batch, self.task, self.voxels, None if rotations is None else rotations[local], self.device)
+            x = batch_grids(self.task.preprocessing, batch, None if rotations is None else rotations[local], self.device)
             y = batch.targets.to(self.device)
             with autocast(self.precision, self.device):
                 logits = self.net(x).float()
@@ -473,7 +284,7 @@ class _Run:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, 0)
         items = self.val_items[self.rank:: self.world]
-        logits = predict(self.model, self.task, items, self.voxels, device=self.device, batch_size=self.config.batch_size,
+        logits = predict(self.model, self.task, items, device=self.device, batch_size=self.config.batch_size,
                          precision=self.precision)
         y = torch.from_numpy(self.task.labels[items].astype(np.int64))
         loss = F.cross_entropy(logits, y, reduction="sum").item() if len(items) else 0.0
@@ -486,7 +297,7 @@ class _Run:
             self.out.mkdir(parents=True, exist_ok=True)
             self.console.print(
                 f"{c.model}: {networks.n_parameters(self.model):,} parameters, task {c.task}, {len(self.train_items)} train / "
-                f"{len(self.val_items)} val items, {len(self._order(1))} per epoch, grid {self.voxels.grid_size}³ × "
+                f"{len(self.val_items)} val items, {len(self.stream.epoch(1))} per epoch, grid {self.voxels.grid_size}³ × "
                 f"{self.voxels.voxel_size} Å, augment={self.augment}, device={self.device}, {self.precision}, processes={self.world}"
             )
         columns = (
@@ -512,7 +323,9 @@ class _Run:
                 if improved:  # identical on every rank: the metrics are all-reduced
                     self.best = {"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
                 if lead:
-                    self._save(epoch + 1, metrics, improved)
+                    save_epoch(self.out, epoch + 1, self.model, self.optimizer, key=self._state_key(),
+                               data_sha256=self.task.sha256, best=self.best, metrics=metrics,
+                               best_metadata=self._metadata(metrics) if improved else None)
                     if c.progress:
                         self.console.print(
                             f"epoch {epoch + 1}/{c.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "

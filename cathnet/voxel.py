@@ -27,6 +27,7 @@ stencil beyond the grid, so a grid sums to the number of inside atoms less that 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -34,12 +35,24 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GRID_SIZE", "SIGMA", "TRUNCATE", "VOXEL_SIZE", "VoxelGrid", "voxelize", "voxelize_batch", "voxelize_dense"]
+__all__ = [
+    "GRID_SIZE", "SIGMA", "TRUNCATE", "VOXEL_SIZE", "VoxelGrid", "Voxels", "voxelize", "voxelize_batch",
+    "voxelize_dense",
+]
 
 GRID_SIZE = 50
 VOXEL_SIZE = 2.0
 SIGMA = 1.0
 TRUNCATE = 3.0
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """A grid: ``grid_size``³ voxels of ``voxel_size`` Å, each atom a Gaussian of width ``sigma`` Å."""
+
+    grid_size: int = GRID_SIZE
+    voxel_size: float = VOXEL_SIZE
+    sigma: float = SIGMA
 
 
 class VoxelGrid(NamedTuple):

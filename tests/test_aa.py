@@ -8,8 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import DatasetError, build_dataset
-from cathnet.datasets import EnvironmentData
+from cathnet.data import DatasetError, EnvironmentData, build_dataset
 from cathnet.environments import AMINO_ACIDS, residue_environments
 from cathnet.evaluate import evaluate
 from cathnet.predict import load_model
@@ -92,10 +91,10 @@ def test_task_batches_are_centred_on_the_ca(data):
 def test_epoch_stream_covers_the_training_items_and_balance_flattens_classes(data, tmp_path):
     run = _Run(aa_config(data, tmp_path / "a"), console=None)
     n = len(run.train_items)
-    stream = np.concatenate([run._order(e) for e in range(1, n // 64 + 2)])
+    stream = np.concatenate([run.stream.epoch(e) for e in range(1, n // 64 + 2)])
     np.testing.assert_array_equal(np.sort(stream[:n]), run.train_items)  # first pass: a permutation
     assert len(run.val_items) == 48
-    balanced = _Run(aa_config(data, tmp_path / "b", balance=True), console=None)._pass(0)
+    balanced = _Run(aa_config(data, tmp_path / "b", balance=True), console=None).stream.draw(0)
     labels = run.task.labels
 
     def counts(items):

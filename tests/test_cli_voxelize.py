@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.cli.common import expand_inputs, is_structure_file, structure_id
-from cathnet.structure import read_structure, select_atoms
+from cathnet.cli.common import expand_inputs
+from cathnet.selection import select_atoms
+from cathnet.structure import is_structure_file, read_structure, structure_id
 from cathnet.voxel import voxelize
 
 DATA = Path(__file__).parent / "data"

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.data import ARCHITECTURES, DatasetError, assign_splits, build_dataset, read_labels, sha256
-from cathnet.datasets import CathData
-from cathnet.structure import read_structure, select_atoms
+from cathnet.data import ARCHITECTURES, CathData, DatasetError, assign_splits, build_dataset, read_labels, sha256
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 
 from cath_helpers import FIXTURES, N_SPLITS
 

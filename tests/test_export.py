@@ -11,7 +11,8 @@ from cathnet import checkpoint, networks
 from cathnet.cli import app
 from cathnet.export import EXPORT_FORMAT, sidecar_path
 from cathnet.predict import load_model
-from cathnet.structure import read_structure, select_atoms
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 from cathnet.voxel import voxelize
 
 from cath_helpers import CATH

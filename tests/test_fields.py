@@ -12,7 +12,8 @@ from cathnet.data import build_dataset
 from cathnet.grid import rotate_grid
 from cathnet.networks import build
 from cathnet.nn import FieldType
-from cathnet.structure import read_structure, select_atoms
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 from cathnet.train import TrainError, train
 
 from cath_helpers import FIXTURES, N_SPLITS, tiny_config

@@ -30,8 +30,7 @@ from cathnet import basis, checkpoint, networks, predict, structure_text
 from cathnet.checkpoint import CheckpointError
 from cathnet.cli import app
 from cathnet.cli.common import expand_inputs
-from cathnet.data import DatasetError, build_dataset
-from cathnet.datasets import CathData
+from cathnet.data import CathData, DatasetError, build_dataset
 from cathnet.fileio import atomic_file, atomic_write
 from cathnet.predict import models_dir, resolve_model
 from cathnet.structure import StructureError, read_structure
@@ -529,14 +528,14 @@ def test_truncated_archives_are_one_error_line(archives, tmp_path, suffix):
 
 def test_archive_members_are_streamed(archives, monkeypatch):
     """At most ``window`` members are read ahead of the results (Pool.imap read them all)."""
-    from cathnet import data, sources
+    from cathnet.data import build, sources
 
     read = [0]
     real = sources._member_bytes
     monkeypatch.setattr(sources, "_member_bytes", lambda tar, member: (read.__setitem__(0, read[0] + 1), real(tar, member))[1])
     jobs, _ = sources.structure_jobs(archives[".tar.gz"], {p.stem for p in CATH.glob("*.pdb")}, "ca", set())
     done = 0
-    for _cath_id, result, _ in data._in_order(data._extract, jobs, _SyncPool(), 8):
+    for _cath_id, result, _ in build._in_order(build._extract, jobs, _SyncPool(), 8):
         done += 1
         assert read[0] - done < 8 and not isinstance(result, str)
     assert done == 40

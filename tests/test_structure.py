@@ -10,16 +10,8 @@ import gemmi
 import numpy as np
 import pytest
 
-from cathnet.structure import (
-    ELEMENT_CHANNELS,
-    SELECTIONS,
-    Structure,
-    StructureError,
-    parse_residue_ranges,
-    read_structure,
-    select_atoms,
-    selection_mask,
-)
+from cathnet.selection import ELEMENT_CHANNELS, SELECTIONS, select_atoms, selection_mask
+from cathnet.structure import Structure, StructureError, parse_residue_ranges, read_structure
 
 DATA = Path(__file__).parent / "data"
 CATH = DATA / "cath"

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from cathnet import networks
 from cathnet.checkpoint import load_model
 from cathnet.cli import app
-from cathnet.train import TrainError, stratified_subset, train
+from cathnet.data import stratified_subset
+from cathnet.train import TrainError, train
 
 from cath_helpers import run_ddp, tiny_config
 

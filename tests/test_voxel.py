@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cathnet.structure import read_structure, select_atoms
+from cathnet.selection import select_atoms
+from cathnet.structure import read_structure
 from cathnet.voxel import voxelize, voxelize_batch, voxelize_dense
 
 DATA = Path(__file__).parent / "data"

@@ -7,20 +7,21 @@ import glob
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 import typer
 from rich.console import Console
 
+from cathnet.errors import CathnetError, UsageError
 from cathnet.models import released_files
-from cathnet.structure import SELECTIONS, parse_residue_ranges
+from cathnet.selection import SELECTIONS
+from cathnet.structure import is_structure_file, parse_residue_ranges
 
 __all__ = [
-    "MAX_SEED", "PRECISION_HELP", "Precision", "STRUCTURE_SUFFIXES", "bounded", "err_console", "expand_inputs",
-    "is_structure_file", "refuse_overwrite", "report_error", "report_warning", "structure_id",
+    "MAX_SEED", "PRECISION_HELP", "Precision", "bounded", "err_console", "expand_inputs", "fail", "refuse_overwrite",
+    "report_error", "report_warning",
 ]
 
-STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pqr")
 MAX_SEED = 2**32 - 1
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -40,6 +41,12 @@ def report_error(path, reason: str | None = None) -> None:
     """Print one line ``error: PATH: REASON`` (or ``error: MESSAGE``) to stderr."""
     message = str(path) if reason is None else f"{path}: {reason}"
     err_console.print(f"error: {' '.join(message.splitlines())}", style="red", markup=False)
+
+
+def fail(exc: CathnetError) -> NoReturn:
+    """Report ``exc`` in one line and exit: status 2 for a usage error, else 1."""
+    report_error(str(exc))
+    raise typer.Exit(2 if isinstance(exc, UsageError) else 1)
 
 
 def report_warning(path, message: str) -> None:
@@ -74,25 +81,6 @@ def refuse_overwrite(outputs: Iterable, inputs: Iterable, option: str) -> None:
         what = protected.get(_identity(out)) if out is not None else None
         if what:
             raise typer.BadParameter(f"{out} is {what}; refusing to overwrite it", param_hint=option)
-
-
-def _stem_suffix(name: str) -> str:
-    name = name.lower()
-    return name[:-3] if name.endswith(".gz") else name
-
-
-def is_structure_file(path) -> bool:
-    """Whether the file name has a structure extension (.pdb .ent .cif .mmcif .pqr, optionally .gz)."""
-    return _stem_suffix(Path(path).name).endswith(STRUCTURE_SUFFIXES)
-
-
-def structure_id(path) -> str:
-    """The file name without its structure extension and .gz: ``1abc.cif.gz`` → ``1abc``."""
-    name = Path(path).name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    stem, dot, suffix = name.rpartition(".")
-    return stem if dot and f".{suffix.lower()}" in STRUCTURE_SUFFIXES else name
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -183,7 +171,7 @@ class Task(str, Enum):
     aa = "aa"  # amino acid per residue
 
 
-#: Atom selections as a CLI choice (values from :data:`cathnet.structure.SELECTIONS`).
+#: Atom selections as a CLI choice (values from :data:`cathnet.selection.SELECTIONS`).
 Selection = Enum("Selection", {name.replace("-", "_"): name for name in SELECTIONS}, type=str)  # type: ignore[misc]
 
 

@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import MAX_SEED, bounded, refuse_overwrite, report_error
-from cathnet.data import ENVIRONMENT, DatasetError, build_dataset
-from cathnet.structure import SELECTIONS
+from cathnet.cli.common import MAX_SEED, bounded, fail, refuse_overwrite, report_error
+from cathnet.data import ENVIRONMENT, build_dataset
+from cathnet.errors import CathnetError
+from cathnet.selection import SELECTIONS
 
 DatasetAtoms = Enum("DatasetAtoms", {n.replace("-", "_"): n for n in (*SELECTIONS, ENVIRONMENT)}, type=str)  # type: ignore[misc]
 
@@ -56,9 +57,8 @@ def build(
                 on_progress=lambda: progress.advance(bar),
                 on_error=lambda cath_id, msg: console.print(f"skipped {cath_id}: {msg}", markup=False, highlight=False),
             )
-    except DatasetError as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
+    except CathnetError as exc:
+        fail(exc)
     except OSError as exc:
         report_error(exc.filename or out, exc.strerror or str(exc))
         raise typer.Exit(1) from None

@@ -9,9 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, refuse_overwrite, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, fail, refuse_overwrite, report_error
 from cathnet.cli.train import parse_splits
-from cathnet.data import DatasetError
+from cathnet.errors import CathnetError
 from cathnet.fileio import write_json
 from cathnet.models import MAX_ROTATIONS, resolve_model
 
@@ -34,23 +34,18 @@ def evaluate(
 
     Rotation robustness: accuracy and top-1 agreement under random rotations of every
     structure."""
-    from cathnet.checkpoint import CheckpointError, model_files
+    from cathnet.checkpoint import model_files
     from cathnet.evaluate import evaluate as run_evaluation
     from cathnet.evaluate import plot_confusion
-    from cathnet.train import TrainError
 
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"{device!r} is not auto, cpu or cuda", param_hint="--device")
     console = Console(stderr=True)
     png = png or (output.with_suffix(".png") if output else None)
-    try:
-        model = resolve_model(checkpoint)
-    except CheckpointError as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
-    refuse_overwrite([output, png], [data, *model_files(model)], "-o/--png")
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
+        model = resolve_model(checkpoint)
+        refuse_overwrite([output, png], [data, *model_files(model)], "-o/--png")
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
             bar = progress.add_task("evaluate", total=None)
             result = run_evaluation(
@@ -59,9 +54,8 @@ def evaluate(
                 max_items=max_items,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
-    except (TrainError, DatasetError, CheckpointError) as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
+    except CathnetError as exc:
+        fail(exc)
     except OSError as exc:
         report_error(exc.filename or checkpoint, exc.strerror or str(exc))
         raise typer.Exit(1) from None

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from cathnet.cli.app import app
-from cathnet.cli.common import err_console, refuse_overwrite, report_error
+from cathnet.cli.common import err_console, fail, refuse_overwrite, report_error
+from cathnet.errors import CathnetError
 from cathnet.models import DEFAULT_MODEL, resolve_model
 
 
@@ -33,9 +34,9 @@ def export(
 
     The exported network has a dynamic batch axis; a JSON sidecar holds the voxelization
     parameters and class names. Both files are written atomically."""
-    from cathnet.checkpoint import CheckpointError, model_files
-    from cathnet.export import ExportError, sidecar_path
+    from cathnet.checkpoint import model_files
     from cathnet.export import export as run_export
+    from cathnet.export import sidecar_path
 
     if fmt is None:
         fmt = SUFFIXES.get(output.suffix.lower())
@@ -47,15 +48,10 @@ def export(
     kwargs = {"opset": opset} if fmt is ExportFormat.onnx and opset is not None else {}
     try:
         path = resolve_model(model)
-    except CheckpointError as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
-    refuse_overwrite([output, sidecar_path(output)], model_files(path), "--output")
-    try:
+        refuse_overwrite([output, sidecar_path(output)], model_files(path), "--output")
         sidecar = run_export(path, output, fmt.value, verify=verify, **kwargs)
-    except (CheckpointError, ExportError) as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
+    except CathnetError as exc:
+        fail(exc)
     except OSError as exc:
         report_error(output, exc.strerror or str(exc))
         raise typer.Exit(1) from None

@@ -25,11 +25,13 @@ from cathnet.cli.common import (
     check_residue_ranges,
     err_console,
     expand_inputs,
+    fail,
     refuse_overwrite,
     report_error,
     report_warning,
 )
 from cathnet.environments import AMINO_ACIDS
+from cathnet.errors import CathnetError
 from cathnet.fileio import atomic_write
 from cathnet.models import DEFAULT_MODELS, MAX_ROTATIONS
 
@@ -158,9 +160,8 @@ def predict(
 
     --task aa: per residue, the probabilities of the 20 amino acids given the residue's atomic
     environment, and ln(p(native) / training frequency of native), the log-odds."""
-    from cathnet.checkpoint import CheckpointError
+    from cathnet.inference import resolve_device
     from cathnet.predict import load_model
-    from cathnet.train import TrainError, resolve_device
 
     index, n_shards = parse_shard(shard)
     paths, errors = expand_inputs(inputs)
@@ -169,19 +170,17 @@ def predict(
     try:
         dev = resolve_device(device)
         net = load_model(model or DEFAULT_MODELS[(task or Task.cath).value], device=dev, precision=precision.value)
-    except (CheckpointError, TrainError) as exc:
-        report_error(str(exc))
-        raise typer.Exit(2 if isinstance(exc, TrainError) else 1) from None
-    model_task = getattr(net, "task", "cath")
-    if task is not None and task.value != model_task:
-        raise typer.BadParameter(f"model {model} is a {model_task!r} model, not {task.value!r}", param_hint="--task")
-    if model_task == "aa" and per_chain:
+    except CathnetError as exc:
+        fail(exc)
+    if task is not None and task.value != net.task:
+        raise typer.BadParameter(f"model {model} is a {net.task!r} model, not {task.value!r}", param_hint="--task")
+    if net.task == "aa" and per_chain:
         raise typer.BadParameter("--per-chain applies to --task cath only (--task aa reports every residue with its chain)", param_hint="--task aa")
-    if model_task == "aa" and rotations and net.oriented:
+    if net.task == "aa" and rotations and net.preprocessing.oriented:
         raise typer.BadParameter("the model works in each residue's backbone frame: rotations change nothing", param_hint="--rotations")
     for item, reason in errors:
         report_error(item, reason)
-    if model_task == "aa":
+    if net.task == "aa":
         failed = _predict_residues(net, paths, fmt, output, batch_size or 128, chain, residues, rotations, seed, progress)
         if errors or failed:
             raise typer.Exit(1)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from cathnet.cli.app import app
-from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, Task, bounded, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, Task, bounded, fail, report_error
+from cathnet.errors import CathnetError
 
 #: ``--model`` choices, for the help text (a test keeps it equal to ``cathnet.networks.available()``)
 NETWORK_NAMES = ("cnn-compact", "cnn-env", "cnn-resnet34", "se3-compact", "se3-env", "se3resnet34")
@@ -87,9 +88,7 @@ def train(
     epoch is kept as OUT/best.{safetensors,json}. Data-parallel:
     torchrun --no-python --nproc-per-node N cathnet train ..."""
     from cathnet import networks
-    from cathnet.checkpoint import CheckpointError
-    from cathnet.data import DatasetError
-    from cathnet.train import TrainConfig, TrainError
+    from cathnet.train import TrainConfig
     from cathnet.train import train as run_training
 
     if model not in networks.NETWORKS:
@@ -115,9 +114,8 @@ def train(
     console = Console(stderr=True)
     try:
         result = run_training(config, console)
-    except (TrainError, DatasetError, CheckpointError) as exc:
-        report_error(str(exc))
-        raise typer.Exit(1) from None
+    except CathnetError as exc:
+        fail(exc)
     except OSError as exc:
         report_error(exc.filename or out, exc.strerror or str(exc))
         raise typer.Exit(1) from None

@@ -29,27 +29,21 @@ from cathnet.cli.common import (
     refuse_overwrite,
     report_error,
     report_warning,
-    structure_id,
 )
 from cathnet.fileio import atomic_save_npz
-from cathnet.structure import ELEMENT_CHANNELS, SS_CHANNELS, StructureError, read_structure, select_atoms
-from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE
-from cathnet.voxel import voxelize as voxelize_atoms
-
-CHANNELS = {"ca": ("CA",), "ca-ss": SS_CHANNELS, "backbone": ("backbone",), "heavy": ELEMENT_CHANNELS}
+from cathnet.preprocess import Preprocessing
+from cathnet.structure import StructureError, read_structure, structure_id
+from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, Voxels
 
 
 @dataclass(frozen=True)
 class _Job:
     path: str
     out: str | None  # npz to write, or None to return the grid (--stacked)
-    selection: str
+    preprocessing: Preprocessing
     model: int
     chains: tuple[str, ...] | None
     residues: str | None
-    grid_size: int
-    voxel_size: float
-    sigma: float
     compress: bool
 
 
@@ -91,8 +85,8 @@ def voxelize(
             report_error(*failures[-1])
             continue
         outputs[npz] = path
-        jobs.append(_Job(str(path), None if stacked else str(npz), selection.value, model, chains, residues,
-                         grid_size, voxel_size, sigma, compress))
+        prep = Preprocessing(selection.value, Voxels(grid_size, voxel_size, sigma))
+        jobs.append(_Job(str(path), None if stacked else str(npz), prep, model, chains, residues, compress))
     try:
         (out.parent if stacked else out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -130,8 +124,9 @@ def voxelize(
 
 
 def _settings(job: _Job) -> dict:
-    return dict(channels=np.array(CHANNELS[job.selection]), selection=np.array(job.selection),
-                grid_size=np.array(job.grid_size), voxel_size=np.array(job.voxel_size), sigma=np.array(job.sigma))
+    p = job.preprocessing
+    return dict(channels=np.array(p.channels), selection=np.array(p.selection), grid_size=np.array(p.voxels.grid_size),
+                voxel_size=np.array(p.voxels.voxel_size), sigma=np.array(p.voxels.sigma))
 
 
 def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
@@ -141,16 +136,11 @@ def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
     try:
         structure = read_structure(job.path, model=job.model, chains=job.chains, residues=job.residues)
         warnings = structure.warnings
-        coords, channels, n_channels = select_atoms(structure, job.selection)
-        if len(coords) == 0:
-            raise StructureError(job.path, f"no {job.selection} atoms")
-        center = coords.astype(np.float64).mean(axis=0)
-        grid, n_outside = voxelize_atoms(coords, channels, n_channels, grid_size=job.grid_size,
-                                         voxel_size=job.voxel_size, sigma=job.sigma, center=center)
-        result = dict(source=job.path, center=center, n_atoms=len(coords), n_outside=n_outside)
+        g = job.preprocessing.grids(structure)
+        result = dict(source=job.path, center=g.center, n_atoms=g.n_atoms, n_outside=g.n_outside)
         if job.out is None:
-            return {**result, "grid": grid}, warnings
-        atomic_save_npz(job.out, compress=job.compress, grid=grid, **{k: np.array(v) for k, v in result.items()},
+            return {**result, "grid": g.grids[0]}, warnings
+        atomic_save_npz(job.out, compress=job.compress, grid=g.grids[0], **{k: np.array(v) for k, v in result.items()},
                         **_settings(job))
         return result, warnings
     except StructureError as exc:

@@ -35,8 +35,14 @@ def collapse(module: nn.Module) -> nn.Module:
     it computes (no basis at inference). Call after training, in eval mode."""
     if isinstance(module, SE3Conv):
         return module.to_conv3d()
-    out = copy.copy(module)
-    out._modules = {name: collapse(child) if child is not None else None for name, child in module._modules.items()}
-    out._parameters = dict(module._parameters)
-    out._buffers = dict(module._buffers)
+    out = copy.deepcopy(module)
+    _collapse_children(out)
     return out
+
+
+def _collapse_children(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, SE3Conv):
+            setattr(module, name, child.to_conv3d())
+        else:
+            _collapse_children(child)

@@ -1,8 +1,9 @@
-"""Datasets written by :func:`cathnet.data.build_dataset`, loaded and checked (no pickle).
+"""Datasets written by :func:`cathnet.data.build_dataset` (keys: :mod:`cathnet.data`),
+loaded and checked (no pickle).
 
 A file that is not a regular, complete npz, lacks a key, or whose arrays disagree (offsets
 that do not partition the atoms, labels or splits out of range, non-finite positions, a
-residue table pointing outside its domain) is a :class:`~cathnet.data.DatasetError`
+residue table pointing outside its domain) is a :class:`~cathnet.errors.DatasetError`
 with one line naming the file and the problem.
 """
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import Iterable
 
 import numpy as np
 
-from cathnet.data import ENVIRONMENT, FORMAT, DatasetError, sha256
-from cathnet.environments import environment
-from cathnet.fileio import regular_file_error
+from cathnet.environments import ENVIRONMENT, environment
+from cathnet.errors import DatasetError
+from cathnet.fileio import regular_file_error, sha256
 
-__all__ = ["CathData", "EnvironmentData"]
+__all__ = ["FORMAT", "CathData", "EnvironmentData"]
+
+FORMAT = "cathnet-cath/1"
 
 
 class CathData:
