@@ -63,19 +63,28 @@ def test_cli_evaluate_writes_json_and_png(model, tmp_path):
     assert r.exit_code == 1 and "missing.json: no such file" in r.output and "Traceback" not in r.output
 
 
-def test_data_efficiency_experiment_runs_end_to_end(model, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monkeypatch):
     data, _ = model
     script = Path(__file__).parents[1] / "experiments" / "data_efficiency.py"
-    monkeypatch.setattr(sys, "argv", [
-        str(script), "--data", str(data), "--out", str(tmp_path), "--models", "cnn-compact", "--fractions", "1,0.5",
-        "--epochs", "1", "--burn-in", "0", "--grid-size", "16", "--voxel-size", "6", "--val-splits", "2",
-        "--test-splits", "3", "--device", "cpu", "--no-progress", "--lr", "cnn-compact=1e-3",
-    ])
-    with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(str(script), run_name="__main__")
-    assert exit_.value.code == 0
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert [(r["model"], r["fraction"], r["epochs"]) for r in results] == [("cnn-compact", 1.0, 1), ("cnn-compact", 0.5, 2)]
-    assert results[1]["n_train"] == 10 and 0 <= results[1]["test_accuracy"] <= 1
-    assert (tmp_path / "data_efficiency.png").read_bytes().startswith(PNG)
-    assert "| 0.5 |" in (tmp_path / "data_efficiency.md").read_text()
+    out = tmp_path / "de.json"
+
+    def piece(max_runs: int) -> list[dict]:
+        monkeypatch.setattr(sys, "argv", [
+            str(script), "--data", str(data), "--json", str(out), "--png", str(tmp_path / "de.png"),
+            "--runs", str(tmp_path / "runs"), "--fractions", "1,0.5", "--seeds", "0", "--epochs", "1",
+            "--val-splits", "2", "--test-splits", "3", "--device", "cpu", "--no-progress", "--max-runs", str(max_runs),
+        ])
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(script), run_name="__main__")
+        assert exit_.value.code == 0
+        return json.loads(out.read_text())["runs"]
+
+    first = piece(2)
+    assert [(r["model"], r["fraction"]) for r in first] == [("se3-compact", 1.0), ("cnn-compact", 1.0)]
+    runs = piece(1)  # resumes: the finished runs are kept, the next one is added
+    assert runs[:2] == first and (runs[2]["model"], runs[2]["fraction"], runs[2]["n_train"]) == ("se3-compact", 0.5, 10)
+    config = json.loads(out.read_text())["config"]
+    assert (config["grid_size"], config["voxel_size"], config["sigma"], config["atoms"]) == (50, 2.0, 1.0, "ca")
+    assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in runs)
+    assert (tmp_path / "de.png").read_bytes().startswith(PNG)

@@ -2,7 +2,9 @@
 
 Per structure (``OUT/<id>.npz``): ``grid`` (C, N, N, N) float32, ``center`` (3,) Å,
 ``n_atoms`` and ``n_outside`` (selected atoms, those outside the box), ``source``, and the
-settings ``channels``, ``selection``, ``grid_size``, ``voxel_size``, ``sigma``. With
+settings ``channels``, ``selection``, ``grid_size``, ``voxel_size``, ``sigma`` and
+``in_type``, the channels' field type (e.g. ``3x0`` for scalars, ``3x0 + 2x1 + 2x2`` with
+``--fields ss-orientation``). With
 ``--stacked`` one npz holds ``grids`` (S, C, N, N, N), ``ids``, ``sources``, ``centers``,
 ``n_atoms``, ``n_outside`` (one row per structure, input order) and the same settings.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +39,12 @@ from cathnet.structure import StructureError, read_structure, structure_id
 from cathnet.voxel import GRID_SIZE, SIGMA, VOXEL_SIZE, Voxels
 
 
+class VoxelFields(str, Enum):
+    """``--fields`` of ``cathnet voxelize`` (the structure-level fields of :mod:`cathnet.fields`)."""
+
+    ss_orientation = "ss-orientation"
+
+
 @dataclass(frozen=True)
 class _Job:
     path: str
@@ -56,6 +65,7 @@ def voxelize(
     voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=bounded(0.01, 100), help="Voxel edge in Å (0.01..100)."),
     sigma: float = typer.Option(SIGMA, "--sigma", callback=bounded(0.01, 100), help="Gaussian σ of each atom in Å (0.01..100)."),
     selection: Selection = typer.Option(Selection["ca"], "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
+    fields: VoxelFields = typer.Option(None, "--fields", help="With --selection ca-ss: ss-orientation adds helix and strand directions (order 1) and axes (order 2) as oriented fields; the npz records the field type (in_type)."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
@@ -70,6 +80,8 @@ def voxelize(
         raise typer.BadParameter(f"{out} is a directory; --stacked writes one .npz file", param_hint="'-o'")
     if not stacked and out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="'-o'")
+    if fields is not None and selection.value != "ca-ss":
+        raise typer.BadParameter(f"--fields {fields.value} needs --selection ca-ss", param_hint="--fields")
     chains = tuple(c for item in chain or () for c in item.split(",") if c) or None
     paths, failures = expand_inputs(inputs)
     for item, reason in failures:
@@ -85,7 +97,7 @@ def voxelize(
             report_error(*failures[-1])
             continue
         outputs[npz] = path
-        prep = Preprocessing(selection.value, Voxels(grid_size, voxel_size, sigma))
+        prep = Preprocessing(selection.value, Voxels(grid_size, voxel_size, sigma), None if fields is None else fields.value)
         jobs.append(_Job(str(path), None if stacked else str(npz), prep, model, chains, residues, compress))
     try:
         (out.parent if stacked else out).mkdir(parents=True, exist_ok=True)
@@ -126,7 +138,8 @@ def voxelize(
 def _settings(job: _Job) -> dict:
     p = job.preprocessing
     return dict(channels=np.array(p.channels), selection=np.array(p.selection), grid_size=np.array(p.voxels.grid_size),
-                voxel_size=np.array(p.voxels.voxel_size), sigma=np.array(p.voxels.sigma))
+                voxel_size=np.array(p.voxels.voxel_size), sigma=np.array(p.voxels.sigma),
+                in_type=np.array(p.in_type or f"{len(p.channels)}x0"))
 
 
 def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
