@@ -125,8 +125,9 @@ def voxelize_fields(
     ss = ss.long()
     oriented = (ss != COIL) & mask
     k = ss.clamp(max=_ORIENTED - 1)
-    channels = torch.cat([ss[..., None], 3 + 3 * k[..., None] + torch.arange(3),
-                          3 + 3 * _ORIENTED + 5 * k[..., None] + torch.arange(5)], dim=-1)     # (B, A, 9)
+    steps = torch.arange(5, device=ss.device)
+    channels = torch.cat([ss[..., None], 3 + 3 * k[..., None] + steps[:3],
+                          3 + 3 * _ORIENTED + 5 * k[..., None] + steps], dim=-1)                 # (B, A, 9)
     weights = torch.cat([torch.ones_like(t[..., :1]), t, _axis(t)], dim=-1)
     slots = torch.cat([mask[..., None], oriented[..., None].expand(-1, -1, _SLOTS - 1)], dim=-1)
     B, A = mask.shape

@@ -109,6 +109,10 @@ class FieldType:
         blocks = x.split([sl.stop - sl.start for sl in self.slices().values()], dim=1)
         return {l: b.unflatten(1, (self.mult(l), 2 * l + 1)) for l, b in zip(self.slices(), blocks)}
 
+    def higher(self) -> "FieldType":
+        """The fields of order l > 0 alone (channels start at 0: the block after the scalars)."""
+        return FieldType([0, *self.multiplicities[1:]])
+
     def gated(self) -> "FieldType":
         """This type plus one extra scalar (a gate) per field of order l > 0, as produced by
         the convolution that feeds :class:`cathnet.nn.Gate`."""

@@ -25,7 +25,7 @@ class Gate(nn.Module):
     def __init__(self, out_type: FieldType):
         super().__init__()
         self.out_type, self.in_type = out_type, out_type.gated()
-        self.high = FieldType([0, *out_type.multiplicities[1:]])
+        self.high = out_type.higher()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n0, n_gates = self.out_type.mult(0), self.high.n_fields
@@ -45,7 +45,7 @@ class NormNonlinearity(nn.Module):
     def __init__(self, field_type: FieldType, eps: float = 1e-6):
         super().__init__()
         self.field_type, self.in_type, self.out_type, self.eps = field_type, field_type, field_type, eps
-        self.high = FieldType([0, *field_type.multiplicities[1:]])
+        self.high = field_type.higher()
         self.bias = nn.Parameter(torch.zeros(self.high.n_fields))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

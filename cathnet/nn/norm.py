@@ -67,7 +67,7 @@ class EquivariantBatchNorm(nn.Module):
         self.eps, self.momentum = eps, momentum
         n0 = field_type.mult(0)
         self.scalar_bn = nn.BatchNorm3d(n0, eps=eps, momentum=momentum, affine=affine) if n0 else None
-        self.high = FieldType([0, *field_type.multiplicities[1:]])
+        self.high = field_type.higher()
         self.register_buffer("running_sq", torch.ones(self.high.n_fields))
         self.weight = nn.Parameter(torch.ones(self.high.n_fields)) if affine and self.high.n_fields else None
         sizes = torch.tensor([2 * l + 1 for l in self.high.orders], dtype=torch.long)

@@ -40,7 +40,7 @@ class GlobalPool(nn.Module):
         super().__init__()
         self.field_type, self.in_type, self.eps = field_type, field_type, eps
         self.out_type = FieldType([field_type.n_fields])  # invariants
-        self.high = FieldType([0, *field_type.multiplicities[1:]])
+        self.high = field_type.higher()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scalars, high = x.to(torch.promote_types(x.dtype, torch.float32)).split([self.field_type.mult(0), self.high.dim], dim=1)
