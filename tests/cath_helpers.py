@@ -34,21 +34,21 @@ def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
 
 
 def run_ddp(config: TrainConfig, world: int = 2) -> None:
-    """Train ``config`` with ``world`` gloo processes on a free local port."""
-    import socket
-
+    """Train ``config`` with ``world`` gloo processes, launched as ``torchrun`` does: this
+    process hosts the rendezvous store (on a free port), so no worker has to outlive the
+    others to serve it while they tear down their process groups."""
+    import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(ddp_worker, args=(world, port, config), nprocs=world)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    mp.spawn(ddp_worker, args=(world, store.port, config), nprocs=world)
 
 
 def ddp_worker(rank: int, world: int, port: int, config: TrainConfig) -> None:
     """torch.multiprocessing.spawn target: one gloo process of a CPU DDP run."""
     torch.set_num_threads(1)
     os.environ.update(
-        WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        TORCHELASTIC_USE_AGENT_STORE="True",
     )
     train(config)

@@ -1,6 +1,5 @@
 """EquivariantBatchNorm under DistributedDataParallel: statistics averaged over processes."""
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -12,7 +11,8 @@ T = FieldType.parse("0x0 + 2x1 + 1x2")  # no scalars: the l > 0 path alone (Sync
 
 
 def _worker(rank, port, x, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # the store is hosted by the parent, as torchrun's agent does
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         bn = convert_sync_batchnorm(torch.nn.Sequential(EquivariantBatchNorm(T))).train()
@@ -24,18 +24,13 @@ def _worker(rank, port, x, out):
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process_on_the_whole_batch():
     torch.manual_seed(0)
     x = torch.randn(4, T.dim, 5, 5, 5) * torch.linspace(0.5, 3, T.dim).view(1, -1, 1, 1, 1)
     manager = mp.Manager()
     out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), x, out), nprocs=2, join=True)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    mp.spawn(_worker, args=(store.port, x, out), nprocs=2, join=True)
 
     bn = EquivariantBatchNorm(T).train()
     whole = x.clone().requires_grad_(True)
