@@ -28,11 +28,15 @@ def combine(members: list[str | Path], stem: str | Path) -> dict:
     for net, member in zip(nets, model.members):
         member.load_state_dict(net.state_dict())
     metadata = {key: first[key] for key in _SHARED}
-    metadata["data"] = first.get("data", {})
+    per_member = ("val_splits", "n_train", "n_val")  # members may hold out different splits (cross-validation folds)
+    data = [meta.get("data", {}) for meta in metas]
+    metadata["data"] = {k: v for k, v in data[0].items() if k not in per_member}
+    metadata["data"]["val_splits"] = sorted({s for d in data for s in d.get("val_splits", [])})
     metadata["members"] = [
         {"file": str(path), "training": meta.get("training"), "validation": meta.get("metrics", {}).get("validation"),
+         **{k: d[k] for k in per_member if k in d},
          "weights_sha256": meta["weights"]["sha256"], "n_parameters": meta["network"]["n_parameters"]}
-        for path, meta in zip(members, metas)
+        for path, meta, d in zip(members, metas, data)
     ]
     metadata["training"] = {**(first.get("training") or {}), "ensemble_of": len(members)}
     return checkpoint.save_model(stem, model, metadata)

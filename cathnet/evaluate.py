@@ -105,10 +105,12 @@ def evaluate(
     result["top3_accuracy"] = float((top3 == y[:, None]).any(1).mean())
     result["log_loss"] = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(y.astype(np.int64))))
     rng = np.random.default_rng(seed)
-    passes = []
+    passes, probabilities, votes = [], 0.0, []
     for _ in range(rotations):
-        predicted = run(random_rotation(len(items), rng)).argmax(1).numpy()
+        rotated = run(random_rotation(len(items), rng))
+        predicted = rotated.argmax(1).numpy()
         passes.append({"accuracy": float((predicted == y).mean()), "agreement": float((predicted == reference).mean())})
+        probabilities, votes = probabilities + rotated.softmax(1), votes + [predicted]
     acc = np.array([p["accuracy"] for p in passes])
     agree = np.array([p["agreement"] for p in passes])
     result["rotation"] = {
@@ -118,6 +120,9 @@ def evaluate(
         "accuracy_std": float(acc.std()) if rotations else None,
         "accuracy_min": float(acc.min()) if rotations else None,
         "agreement_mean": float(agree.mean()) if rotations else None,
+        # what `cathnet predict --rotations N` reports: probabilities averaged over the N rotations
+        "averaged_accuracy": float((probabilities.argmax(1).numpy() == y).mean()) if rotations else None,
+        "all_agree": float((np.stack(votes) == votes[0]).all(0).mean()) if rotations else None,
         "passes": passes,
     }
     return {

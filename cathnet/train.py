@@ -84,6 +84,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto, fp32 or bf16 (autocast; see cathnet.precision)
     patience: int | None = None  # stop when validation accuracy has not improved for this many epochs
+    time_limit: float | None = None  # minutes: no epoch starts that would end after this much training time
     compile: bool = False  # torch.compile the training step (a minute of compilation, then ~10 % faster on CPU)
     seed: int = 0
     resume: bool = False
@@ -108,11 +109,11 @@ def _learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr * config.lr_decay ** max(0, epoch + 1 - config.burn_in)
 
 
-def _all_reduce(values: list[float], device: torch.device, world: int) -> list[float]:
+def _all_reduce(values: list[float], device: torch.device, world: int, op: Any = dist.ReduceOp.SUM) -> list[float]:
     if world == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op)
     return t.tolist()
 
 
@@ -305,9 +306,10 @@ class _Run:
             TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"), TimeRemainingColumn(),
         )
         progress = Progress(*columns, console=self.console, transient=True) if lead and c.progress else None
+        started, longest = time.perf_counter(), 0.0
         with progress or contextlib.nullcontext():
             for epoch in range(self.start_epoch, c.epochs):
-                if self._stalled(epoch):
+                if self._stalled(epoch) or self._out_of_time(time.perf_counter() - started + longest, epoch):
                     break
                 tic = time.perf_counter()
                 lr = _learning_rate(c, epoch)
@@ -319,6 +321,7 @@ class _Run:
                     "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                     "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "time": time.perf_counter() - tic,
                 }
+                longest = max(longest, metrics["time"])
                 improved = (val_acc, -val_loss) > (self.best["val_acc"], -self.best["val_loss"])
                 if improved:  # identical on every rank: the metrics are all-reduced
                     self.best = {"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
@@ -334,6 +337,18 @@ class _Run:
         if self.world > 1:
             dist.barrier()
         return {"out": str(self.out), "best": self.best, "epochs": c.epochs, "augment": self.augment}
+
+    def _out_of_time(self, projected: float, done: int) -> bool:
+        """``--time-limit``: the next epoch, as long as the longest so far, would end past it
+        (decided on the slowest process, so every rank stops after the same epoch). The
+        first epoch of a process always runs: nothing estimates it."""
+        if self.config.time_limit is None or done == self.start_epoch:
+            return False
+        projected = _all_reduce([projected], self.device, self.world, dist.ReduceOp.MAX)[0]
+        stop = projected > 60 * self.config.time_limit
+        if stop and self.rank == 0:
+            self.console.print(f"stopping after epoch {done}: another epoch would pass --time-limit {self.config.time_limit:g} min")
+        return stop
 
     def _stalled(self, done: int) -> bool:
         """Early stopping: ``patience`` epochs after ``done`` brought no better validation accuracy."""

@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
     parser.add_argument("--baseline", type=Path, action="append", default=[],
                         help="evaluation JSON of a baseline model (repeatable)")
+    parser.add_argument("--metrics", action="append", default=[], metavar="KEY=FILE.json",
+                        help="more measured metrics for metrics.KEY, e.g. cross_validation=cv.json (repeatable)")
     args = parser.parse_args()
 
     stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
@@ -49,7 +51,8 @@ def main() -> None:
     meta["weights"]["file"] = weights.name
     meta["training"]["command"] = args.command
     meta["metrics"] = {
-        "validation": meta["metrics"],
+        # an ensemble's validation metrics are its members' (each on its own validation split)
+        "validation": meta.get("metrics") or [m["validation"] for m in meta.get("members", [])],
         "test": {
             "splits": evaluation["splits"],
             "n": evaluation["n"],
@@ -77,6 +80,9 @@ def main() -> None:
                                    "log_loss", "rotation")}
             for b in baselines
         ]
+    for item in args.metrics:
+        key, _, path = item.partition("=")
+        meta["metrics"][key] = read_json(Path(path))
     write_json(models_dir() / f"{args.name}.json", meta)
     model = load_model(args.name)
     print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")

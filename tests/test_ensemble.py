@@ -39,12 +39,14 @@ def test_ensemble_averages_probabilities_and_stays_invariant():
 def test_combine_writes_one_model_that_predicts_the_mean(dataset, tmp_path):
     data = dataset
     stems = []
-    for seed in (0, 1):
+    for seed, val in ((0, 2), (1, 1)):  # cross-validation folds: each member holds out its own split
         out = tmp_path / f"run{seed}"
-        train(replace(tiny_config(data, out), epochs=1, seed=seed))
+        train(replace(tiny_config(data, out), epochs=1, seed=seed, val_splits=(val,)))
         stems.append(out / "best")
     meta = combine(stems, tmp_path / "ens")
     assert [m["training"]["seed"] for m in meta["members"]] == [0, 1]
+    assert [m["val_splits"] for m in meta["members"]] == [[2], [1]] and meta["data"]["val_splits"] == [1, 2]
+    assert "n_train" not in meta["data"] and meta["data"]["test_splits"] == [3]
     assert meta["network"]["name"] == "ensemble" and json.loads((tmp_path / "ens.json").read_text()) == json.loads(json.dumps(meta))
     ens, single = load_model(tmp_path / "ens"), [load_model(s) for s in stems]
     pdb = sorted(FIXTURES.glob("*.pdb"))[0]

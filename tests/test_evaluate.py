@@ -43,6 +43,9 @@ def test_evaluate_reports_every_metric(model):
     assert rot["n_rotations"] == 2 and len(rot["passes"]) == 2
     assert all(0 <= p["accuracy"] <= 1 and 0 <= p["agreement"] <= 1 for p in rot["passes"])
     assert rot["accuracy_mean"] == pytest.approx(np.mean([p["accuracy"] for p in rot["passes"]]))
+    assert 0 <= rot["averaged_accuracy"] <= 1 and 0 <= rot["all_agree"] <= 1
+    one = evaluate(out, data, rotations=1, device="cpu")["rotation"]  # one rotation: its own average, all agree
+    assert one["all_agree"] == 1.0 and one["averaged_accuracy"] == one["passes"][0]["accuracy"] == rot["passes"][0]["accuracy"]
     again = evaluate(out, data, splits=[3], rotations=2, device="cpu")  # training folder = its best model
     assert again["rotation"] == rot and again["confusion"] == r["confusion"]  # seeded, batch-size independent
     with pytest.raises(TrainError, match="no item in split"):

@@ -4,6 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -132,3 +133,15 @@ def test_patience_stops_early_and_resume_keeps_the_stop(dataset, tmp_path):
     assert len(lines) == best + 1 < 20  # stopped one epoch after the last improvement
     train(replace(config, epochs=25, resume=True))
     assert len(_metrics(tmp_path)) == len(lines)  # resuming a stopped run trains no further
+
+
+def test_time_limit_stops_between_epochs_and_resume_continues(dataset, tmp_path):
+    config = tiny_config(dataset, tmp_path, epochs=3, time_limit=1e-6)  # any finished epoch exhausts it
+    console = Console(record=True, width=200)
+    train(config, console)
+    assert [m["epoch"] for m in _metrics(tmp_path)] == [1]  # the first epoch always runs
+    assert "another epoch would pass --time-limit" in console.export_text()
+    train(replace(config, time_limit=None, resume=True))
+    assert [m["epoch"] for m in _metrics(tmp_path)] == [1, 2, 3]
+    train(replace(config, epochs=5, time_limit=10.0, resume=True))  # a generous limit changes nothing
+    assert [m["epoch"] for m in _metrics(tmp_path)] == [1, 2, 3, 4, 5]

@@ -99,5 +99,7 @@ def show(result: dict, console: Console) -> None:
         console.print(
             f"rotation robustness ({rot['n_rotations']} random rotations): accuracy {rot['accuracy_mean']:.4f} "
             f"± {rot['accuracy_std']:.4f} (min {rot['accuracy_min']:.4f}), top-1 agreement with the unrotated "
-            f"prediction {rot['agreement_mean']:.4f}"
+            f"prediction {rot['agreement_mean']:.4f}; probabilities averaged over the {rot['n_rotations']} "
+            f"rotations (predict --rotations {rot['n_rotations']}): accuracy {rot['averaged_accuracy']:.4f}, "
+            f"all {rot['n_rotations']} agree for {rot['all_agree']:.4f}"
         )

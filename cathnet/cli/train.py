@@ -77,6 +77,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     patience: int = typer.Option(None, "--patience", min=1, max=10_000, help="Stop early when validation accuracy has not improved for this many epochs."),
+    time_limit: float = typer.Option(None, "--time-limit", min=0.1, help="Minutes of training: no epoch starts that would end later (judged by the longest epoch so far)."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the training step (needs a C++ compiler; about a minute to compile, then faster)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
@@ -108,7 +109,7 @@ def train(
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
         grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels,
         fields=None if fields is None else fields.value, epoch_size=epoch_size,
-        val_size=val_size, balance=balance, device=device, precision=precision.value, compile=compile_step, patience=patience, seed=seed,
+        val_size=val_size, balance=balance, device=device, precision=precision.value, compile=compile_step, patience=patience, time_limit=time_limit, seed=seed,
         resume=resume, progress=progress,
     )
     console = Console(stderr=True)
