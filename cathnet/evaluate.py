@@ -105,12 +105,14 @@ def evaluate(
     result["top3_accuracy"] = float((top3 == y[:, None]).any(1).mean())
     result["log_loss"] = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(y.astype(np.int64))))
     rng = np.random.default_rng(seed)
-    passes, probabilities, votes = [], 0.0, []
+    passes: list[dict] = []
+    probabilities, votes = torch.zeros(len(items), len(codes)), []
     for _ in range(rotations):
         rotated = run(random_rotation(len(items), rng))
         predicted = rotated.argmax(1).numpy()
         passes.append({"accuracy": float((predicted == y).mean()), "agreement": float((predicted == reference).mean())})
-        probabilities, votes = probabilities + rotated.softmax(1), votes + [predicted]
+        probabilities += rotated.softmax(1)
+        votes.append(predicted)
     acc = np.array([p["accuracy"] for p in passes])
     agree = np.array([p["agreement"] for p in passes])
     result["rotation"] = {
