@@ -1,0 +1,63 @@
+"""Markdown tables of the CATH v2 evaluation (issue #14) from the JSON files of ``cathnet evaluate``.
+
+    python experiments/cath_v2/report.py [EVAL_DIR]     (default: experiments/cath_v2/eval)
+
+Reads ``foldK-val.json`` (member K on its own validation split K: cross-validation),
+``foldK-test9.json`` (member K on test split 9), ``ens-test9.json`` (the ensemble) and
+``v1-test9.json`` (the released v1), and prints the cross-validation, test and per-class
+tables of ``experiments/cath_v2/README.md`` and ``cathnet/models/README.md``.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def _load(folder: Path, name: str) -> dict:
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def _rotations(ev: dict) -> str:
+    rot = ev["rotation"]
+    averaged = f"{rot['averaged_accuracy']:.3f}" if rot.get("averaged_accuracy") is not None else "–"
+    all_agree = f"{rot['all_agree']:.3f}" if rot.get("all_agree") is not None else "–"
+    return f"{rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.3f} | {rot['n_rotations']} | {averaged} | {all_agree}"
+
+
+def main(folder: Path) -> None:
+    folds = sorted(int(p.stem[4:-4]) for p in folder.glob("fold*-val.json"))
+    print("| fold (validation split) | top-1 | macro F1 | top-1, single random rotations | agreement |")
+    print("| --- | --- | --- | --- | --- |")
+    accs = []
+    for k in folds:
+        ev = _load(folder, f"fold{k}-val")
+        accs.append(ev["accuracy"])
+        rot = ev["rotation"]
+        print(f"| {k} ({ev['n']} domains) | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | {rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.3f} |")
+    if len(accs) > 1:
+        print(f"| mean ± std over {len(accs)} folds | {statistics.mean(accs):.3f} ± {statistics.stdev(accs):.3f} | | | |")
+    print()
+    rows = [("v1 `cath-arch`", "v1-test9")] + [(f"v2 member, fold {k}", f"fold{k}-test9") for k in folds]
+    rows.append((f"**v2 ensemble of {len(folds)}** (released)", "ens-test9"))
+    print("| model (test split 9) | parameters | top-1 | macro F1 | top-3 | top-1, single random rotations "
+          "| agreement | N | top-1, mean of N rotations | all N agree |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    evals = {}
+    for label, name in rows:
+        if not (folder / f"{name}.json").exists():
+            continue
+        ev = evals[label] = _load(folder, name)
+        print(f"| {label} | {ev['n_parameters']:,} | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | "
+              f"{ev['top3_accuracy']:.3f} | {_rotations(ev)} |")
+    print()
+    codes = next(iter(evals.values()))["classes"]["codes"]
+    print("| recall, test split 9 | " + " | ".join(codes) + " |")
+    print("| --- |" + " --- |" * len(codes))
+    for label, ev in evals.items():
+        print(f"| {label} | " + " | ".join(f"{r:.2f}" for r in ev["recall"]) + " |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "eval")
