@@ -3,12 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from cathnet import checkpoint, networks
 
 __all__ = ["combine"]
 
 #: metadata that every member must share
 _SHARED = ("task", "input", "classes")
+
+
+def _shared(meta: dict, key: str):
+    """``meta[key]`` as members must share it: class frequencies differ between folds."""
+    value = meta.get(key)
+    return {k: v for k, v in value.items() if k != "train_frequency"} if key == "classes" and value else value
 
 
 def combine(members: list[str | Path], stem: str | Path) -> dict:
@@ -21,13 +29,16 @@ def combine(members: list[str | Path], stem: str | Path) -> dict:
     first = metas[0]
     for path, meta in zip(members[1:], metas[1:]):
         for key in _SHARED:
-            if meta.get(key) != first.get(key):
+            if _shared(meta, key) != _shared(first, key):
                 raise checkpoint.CheckpointError(f"{path}: {key} differs from {members[0]}'s")
     model = networks.build("ensemble", in_channels=nets[0].config["in_channels"], n_classes=nets[0].config["n_classes"],
                            members=[n.config for n in nets])
     for net, member in zip(nets, model.members):
         member.load_state_dict(net.state_dict())
     metadata = {key: first[key] for key in _SHARED}
+    frequencies = [meta["classes"]["train_frequency"] for meta in metas if "train_frequency" in meta["classes"]]
+    if len(frequencies) == len(metas):  # members trained on different folds: their mean
+        metadata["classes"] = {**first["classes"], "train_frequency": np.mean(frequencies, 0).round(6).tolist()}
     per_member = ("val_splits", "n_train", "n_val")  # members may hold out different splits (cross-validation folds)
     data = [meta.get("data", {}) for meta in metas]
     metadata["data"] = {k: v for k, v in data[0].items() if k not in per_member}

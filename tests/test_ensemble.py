@@ -43,10 +43,17 @@ def test_combine_writes_one_model_that_predicts_the_mean(dataset, tmp_path):
         out = tmp_path / f"run{seed}"
         train(replace(tiny_config(data, out), epochs=1, seed=seed, val_splits=(val,)))
         stems.append(out / "best")
+    # folds of a real pool hold different class mixes (the fixtures' are balanced): members' frequencies differ
+    second = stems[1].with_suffix(".json")
+    meta1 = json.loads(second.read_text())
+    meta1["classes"]["train_frequency"] = [0.2, 0.0] + meta1["classes"]["train_frequency"][2:]
+    second.write_text(json.dumps(meta1))
     meta = combine(stems, tmp_path / "ens")
     assert [m["training"]["seed"] for m in meta["members"]] == [0, 1]
     assert [m["val_splits"] for m in meta["members"]] == [[2], [1]] and meta["data"]["val_splits"] == [1, 2]
     assert "n_train" not in meta["data"] and meta["data"]["test_splits"] == [3]
+    freqs = [json.loads(s.with_suffix(".json").read_text())["classes"]["train_frequency"] for s in stems]
+    assert meta["classes"]["train_frequency"] == pytest.approx(np.mean(freqs, 0), abs=1e-6)
     assert meta["network"]["name"] == "ensemble" and json.loads((tmp_path / "ens.json").read_text()) == json.loads(json.dumps(meta))
     ens, single = load_model(tmp_path / "ens"), [load_model(s) for s in stems]
     pdb = sorted(FIXTURES.glob("*.pdb"))[0]
