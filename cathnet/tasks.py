@@ -67,7 +67,8 @@ class CathTask:
                 known = ", ".join(input_fields.FIELDS)
                 raise TrainError(f"--fields: unknown input fields {fields!r}; available: {known}")
             if atoms != "ca-ss":
-                raise TrainError(f"--fields {fields} needs a dataset of --atoms ca-ss, not {atoms}")
+                raise TrainError(f"{self.data.path}: built with --atoms {atoms}; the input fields {fields} "
+                                 "(--fields) need a dataset of --atoms ca-ss")
         self.preprocessing = Preprocessing(atoms, voxels or self.voxels, fields)
         self.n_classes = self.data.n_classes
         self.labels = self.data.labels

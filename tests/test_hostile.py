@@ -363,7 +363,9 @@ def test_resume_refuses_damaged_checkpoints(tmp_path):
 def test_evaluate_accepts_a_released_model_name(tmp_path):
     data = build_dataset(CATH, tmp_path / "ca.npz", labels=CATH / "labels.csv", n_splits=2).path
     result = runner.invoke(app, ["evaluate", "cath-arch", "--data", str(data)])
-    assert result.exit_code == 1 and "differs from the model's" in result.stderr  # found, loaded, compared
+    # found, loaded, compared: v2 takes oriented fields, which need secondary structure
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {data}: built with --atoms ca;")
+    assert "need a dataset of --atoms ca-ss" in result.stderr
     no_traceback(result)
 
 

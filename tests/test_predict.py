@@ -11,6 +11,7 @@ from cathnet import so3
 from cathnet.checkpoint import load_model as load_checkpoint
 from cathnet.cli import app
 from cathnet.grid import rotate_grid
+from cathnet.nn import FieldType
 from cathnet.predict import available_models, models_dir
 from cathnet.structure import read_structure
 
@@ -44,12 +45,18 @@ def test_collapsed_equals_uncollapsed(model):
 
 
 def test_shipped_network_invariant_under_24_cube_rotations(model):
+    """The input's oriented fields rotate with the grid (D¹(R) = R, D²(R)); rotating only
+    the voxels, with the components left as they were, is not a rotation of the protein."""
     g = torch.from_numpy(model.grid(read_structure(CATH[0]))[0])[None]
-    batch = torch.cat([rotate_grid(g, R) for R in so3.cube_rotations()])
+    in_type = FieldType.parse(model.preprocessing.in_type)
+    assert in_type.dim == g.shape[1] and in_type.lmax == 2  # v2: helix/strand directions and axes
     with torch.no_grad():
-        logits = model.network(batch)
+        logits = model.network(torch.cat([in_type.transform(g, R) for R in so3.cube_rotations()]))
+        voxels_only = model.network(torch.cat([rotate_grid(g, R) for R in so3.cube_rotations()]))
     err = ((logits - logits[:1]).norm(dim=1) / logits[:1].norm()).max().item()
     assert err <= 1e-5, err
+    wrong = ((voxels_only - voxels_only[:1]).norm(dim=1) / voxels_only[:1].norm()).max().item()
+    assert wrong > 1e-2, wrong
 
 
 def test_arbitrary_rotations_of_real_proteins_are_stable(model):
