@@ -32,10 +32,12 @@ def _equivariance(model, x, precision: str) -> tuple[float, "object"]:
     import torch
 
     from cathnet import so3
-    from cathnet.grid import rotate_grid
+    from cathnet.nn import FieldType
     from cathnet.precision import autocast
 
-    batch = torch.cat([rotate_grid(x, R) for R in so3.cube_rotations()])
+    in_type = model.preprocessing.in_type  # oriented input fields rotate their components too
+    t = FieldType([x.shape[1]]) if in_type is None else FieldType.parse(in_type)
+    batch = torch.cat([t.transform(x, R) for R in so3.cube_rotations()])
     with torch.no_grad(), autocast(precision, torch.device("cpu")):
         out = model.network(batch).float()
     return ((out - out[:1]).norm(dim=1) / out[:1].norm()).max().item(), out[:1]
