@@ -32,11 +32,10 @@ def _equivariance(model, x, precision: str) -> tuple[float, "object"]:
     import torch
 
     from cathnet import so3
-    from cathnet.nn import FieldType
+    from cathnet.networks.steerable import input_type
     from cathnet.precision import autocast
 
-    in_type = model.preprocessing.in_type  # oriented input fields rotate their components too
-    t = FieldType([x.shape[1]]) if in_type is None else FieldType.parse(in_type)
+    t = input_type(x.shape[1], model.preprocessing.in_type)  # oriented input fields rotate their components too
     batch = torch.cat([t.transform(x, R) for R in so3.cube_rotations()])
     with torch.no_grad(), autocast(precision, torch.device("cpu")):
         out = model.network(batch).float()

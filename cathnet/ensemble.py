@@ -35,10 +35,10 @@ def combine(members: list[str | Path], stem: str | Path) -> dict:
                            members=[n.config for n in nets])
     for net, member in zip(nets, model.members):
         member.load_state_dict(net.state_dict())
-    metadata = {key: first[key] for key in _SHARED}
+    metadata = {key: _shared(first, key) for key in _SHARED}
     frequencies = [meta["classes"]["train_frequency"] for meta in metas if "train_frequency" in meta["classes"]]
-    if len(frequencies) == len(metas):  # members trained on different folds: their mean
-        metadata["classes"] = {**first["classes"], "train_frequency": np.mean(frequencies, 0).round(6).tolist()}
+    if len(frequencies) == len(metas):  # members trained on different folds: their mean (else none)
+        metadata["classes"]["train_frequency"] = np.mean(frequencies, 0).round(6).tolist()
     per_member = ("val_splits", "n_train", "n_val")  # members may hold out different splits (cross-validation folds)
     data = [meta.get("data", {}) for meta in metas]
     metadata["data"] = {k: v for k, v in data[0].items() if k not in per_member}

@@ -82,6 +82,8 @@ def main() -> None:
         ]
     for item in args.metrics:
         key, _, path = item.partition("=")
+        if not key or not path:
+            parser.error(f"--metrics {item!r}: expected KEY=FILE.json")
         meta["metrics"][key] = read_json(Path(path))
     write_json(models_dir() / f"{args.name}.json", meta)
     model = load_model(args.name)
