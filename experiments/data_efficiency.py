@@ -3,27 +3,34 @@
 The paper's setting: Cα densities only (a dataset of ``--atoms ca``), 50³ grids of 2 Å
 voxels, σ = 1 Å; the same validation and test splits for every run. For every model,
 training fraction (class-stratified, nested across fractions for one seed) and seed (a
-different subset and initialisation), trains with ``cathnet.train`` until validation
-accuracy has not improved for ``--patience`` epochs (at most ``--epochs / fraction``
-epochs, so small fractions may take as many steps as the full set), then tests the best
-validation checkpoint once.
+different subset and initialisation), trains with ``cathnet.train`` and tests the best
+validation checkpoint once. Every run has the same schedule in optimiser steps: an epoch
+is ``--epoch-size`` items drawn from the run's subset (repeated passes when the subset is
+smaller), so a small fraction is not starved of steps by a learning rate that decays per
+pass; validation after every epoch, early stopping after ``--patience`` epochs without a
+better validation accuracy, at most ``--epochs``.
 
 Resumable and piecewise: finished runs are read back from ``--json`` and skipped, an
 interrupted run continues from its checkpoint folder, and ``--max-runs N`` stops after N
-runs (pieces of a few CPU hours). One run at a time; under ``torchrun`` each run is data
-parallel. Writes ``--json`` after every run, and the plot (mean ± std per point, log₂
-x-axis, parameter counts in the legend) and a Markdown table at the end of each piece.
+runs (pieces of a few CPU hours). Several workers may share the grid on one machine (e.g.
+two at one thread each on two cores): each claims a run with a lock next to its checkpoint
+folder and merges its result into ``--json`` under a lock (POSIX ``fcntl``). Under
+``torchrun`` each run is data parallel instead. Writes ``--json`` after every run, and the
+plot (mean ± std per point, log₂ x-axis, parameter counts in the legend) and a Markdown
+table when a worker stops.
 
     python experiments/data_efficiency.py --data cath10-ca.npz --max-runs 2
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
-import math
 import os
 import statistics
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import typer
 from rich.console import Console
@@ -36,11 +43,37 @@ from cathnet.train import TrainConfig, train
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: the pair compared, and their constructor arguments (the CNN is the steerable network's plain twin)
-MODELS = {"se3-compact": {}, "cnn-compact": {}}
+MODELS: dict[str, dict] = {"se3-compact": {}, "cnn-compact": {}}
 
 
 def _key(run: dict) -> tuple:
     return run["model"], run["fraction"], run["seed"]
+
+
+@contextmanager
+def _lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the block; yields whether it
+    was taken (always, when ``wait``). Released when the block ends or the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _read(json_path: Path, config: dict) -> dict:
+    """Runs so far in ``json_path`` (none if it does not exist), checked to be of ``config``."""
+    result = json.loads(json_path.read_text()) if json_path.exists() else {"config": config, "runs": []}
+    if result["config"] != config:
+        raise typer.BadParameter(f"{json_path} holds runs of another configuration; use another --json",
+                                 param_hint="--json")
+    return result
 
 
 def summary(runs: list[dict]) -> dict[tuple[str, float], tuple[float, float, int]]:
@@ -104,7 +137,8 @@ def main(
     runs_dir: Path = typer.Option(Path("runs/data_efficiency"), "--runs", help="Checkpoint folders."),
     fractions: str = typer.Option("1,0.5,0.25,0.125,0.0625", "--fractions"),
     seeds: str = typer.Option("0,1,2", "--seeds"),
-    epochs: int = typer.Option(40, "--epochs", help="Most epochs at fraction 1 (fraction f: epochs / f)."),
+    epochs: int = typer.Option(30, "--epochs", help="Most epochs of any run."),
+    epoch_size: int = typer.Option(2048, "--epoch-size", min=1, help="Training items per epoch, at every fraction."),
     patience: int = typer.Option(6, "--patience", help="Stop after this many epochs without a better val accuracy."),
     lr: float = typer.Option(1e-3, "--lr"),
     lr_decay: float = typer.Option(0.9, "--lr-decay"),
@@ -118,41 +152,51 @@ def main(
 ) -> None:
     console = Console(stderr=True)
     lead = os.environ.get("RANK", "0") == "0"
+    val, test = tuple(int(s) for s in val_splits.split(",")), tuple(int(s) for s in test_splits.split(","))
     config = {
-        "grid_size": 50, "voxel_size": 2.0, "sigma": 1.0, "atoms": "ca", "epochs": epochs, "patience": patience,
+        "grid_size": 50, "voxel_size": 2.0, "sigma": 1.0, "atoms": "ca", "epochs": epochs, "epoch_size": epoch_size,
+        "patience": patience,
         "lr": lr, "lr_decay": lr_decay, "burn_in": burn_in, "batch_size": batch_size,
-        "val_splits": [int(s) for s in val_splits.split(",")], "test_splits": [int(s) for s in test_splits.split(",")],
+        "val_splits": list(val), "test_splits": list(test),
         "models": {m: {"kwargs": kw, "n_parameters": n_parameters(build(m, in_channels=1, n_classes=10, **kw))}
                    for m, kw in MODELS.items()},
     }
-    result = json.loads(json_path.read_text()) if json_path.exists() else {"config": config, "runs": []}
-    if result["config"] != config:
-        raise typer.BadParameter(f"{json_path} holds runs of another configuration; use another --json",
-                                 param_hint="--json")
-    done = {_key(r) for r in result["runs"]}
     grid = [(m, float(f), int(s)) for s in seeds.split(",") for f in fractions.split(",") for m in MODELS]
-    todo = [k for k in grid if k not in done][:max_runs]
-    for model, f, seed in todo:
-        out = runs_dir / f"{model}-f{f:g}-s{seed}"
-        console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
-        best = train(TrainConfig(
-            data=str(data), model=model, out=str(out), model_kwargs=MODELS[model], epochs=math.ceil(epochs / f),
-            patience=patience, lr=lr, lr_decay=lr_decay, burn_in=burn_in, batch_size=batch_size,
-            val_splits=tuple(config["val_splits"]), test_splits=tuple(config["test_splits"]), train_fraction=f,
-            grid_size=50, voxel_size=2.0, sigma=1.0, device=device, seed=seed, resume=True, progress=progress,
-        ), console)["best"]
-        if not lead:
+    shared = os.environ.get("WORLD_SIZE", "1") == "1"  # one process per run: workers claim runs by locks
+    started = 0
+    for model, f, seed in grid:
+        if max_runs is not None and started >= max_runs:
+            break
+        if (model, f, seed) in {_key(r) for r in _read(json_path, config)["runs"]}:
             continue
-        test = evaluate(out / "best.json", data, rotations=0, device=device, seed=seed)
-        if test["input"]["atoms"] != "ca":
-            raise typer.BadParameter(f"{data} holds {test['input']['atoms']} atoms; the paper's setting is --atoms ca")
-        meta = json.loads((out / "best.json").read_text())
-        result["runs"].append({
-            "model": model, "fraction": f, "seed": seed, "n_train": meta["data"]["n_train"],
-            "best_epoch": best["epoch"], "val_accuracy": best["val_acc"], "test_accuracy": test["accuracy"],
-        })
-        write_json(json_path, result)
-        console.print(f"  best epoch {best['epoch']}, val {best['val_acc']:.4f}, test {test['accuracy']:.4f}")
+        out = runs_dir / f"{model}-f{f:g}-s{seed}"
+        with _lock(runs_dir / f"{out.name}.lock", wait=not shared) as mine:
+            if not mine or (model, f, seed) in {_key(r) for r in _read(json_path, config)["runs"]}:
+                continue  # another worker has it, or finished it while this one waited
+            started += 1
+            console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
+            best = train(TrainConfig(
+                data=str(data), model=model, out=str(out), model_kwargs=MODELS[model], epochs=epochs,
+                epoch_size=epoch_size, patience=patience, lr=lr, lr_decay=lr_decay, burn_in=burn_in,
+                batch_size=batch_size, val_splits=val, test_splits=test,
+                train_fraction=f, grid_size=50, voxel_size=2.0, sigma=1.0, device=device, seed=seed, resume=True,
+                progress=progress,
+            ), console)["best"]
+            if not lead:
+                continue
+            tested = evaluate(out / "best.json", data, rotations=0, device=device, seed=seed)
+            if tested["input"]["atoms"] != "ca":
+                atoms = tested["input"]["atoms"]
+                raise typer.BadParameter(f"{data} holds {atoms} atoms; the paper's setting is --atoms ca")
+            meta = json.loads((out / "best.json").read_text())
+            run = {"model": model, "fraction": f, "seed": seed, "n_train": meta["data"]["n_train"],
+                   "best_epoch": best["epoch"], "val_accuracy": best["val_acc"], "test_accuracy": tested["accuracy"]}
+            with _lock(json_path.with_name(json_path.name + ".lock")):
+                result = _read(json_path, config)
+                result["runs"].append(run)
+                write_json(json_path, result)
+            console.print(f"  best epoch {best['epoch']}, val {best['val_acc']:.4f}, test {tested['accuracy']:.4f}")
+    result = _read(json_path, config)
     if lead and result["runs"]:
         plot(result, png)
         Console().print(table(result))

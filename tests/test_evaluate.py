@@ -1,4 +1,6 @@
+import fcntl
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -75,7 +77,7 @@ def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monk
     def piece(max_runs: int) -> list[dict]:
         monkeypatch.setattr(sys, "argv", [
             str(script), "--data", str(data), "--json", str(out), "--png", str(tmp_path / "de.png"),
-            "--runs", str(tmp_path / "runs"), "--fractions", "1,0.5", "--seeds", "0", "--epochs", "1",
+            "--runs", str(tmp_path / "runs"), "--fractions", "1,0.5", "--seeds", "0", "--epochs", "1", "--epoch-size", "16",
             "--val-splits", "2", "--test-splits", "3", "--device", "cpu", "--no-progress", "--max-runs", str(max_runs),
         ])
         with pytest.raises(SystemExit) as exit_:
@@ -85,8 +87,15 @@ def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monk
 
     first = piece(2)
     assert [(r["model"], r["fraction"]) for r in first] == [("se3-compact", 1.0), ("cnn-compact", 1.0)]
-    runs = piece(1)  # resumes: the finished runs are kept, the next one is added
-    assert runs[:2] == first and (runs[2]["model"], runs[2]["fraction"], runs[2]["n_train"]) == ("se3-compact", 0.5, 10)
+    fd = os.open(tmp_path / "runs" / "se3-compact-f0.5-s0.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is training this run: skip it
+    runs = piece(1)  # resumes: the finished runs are kept, the next free one is added
+    os.close(fd)
+    assert runs[:2] == first and (runs[2]["model"], runs[2]["fraction"], runs[2]["n_train"]) == ("cnn-compact", 0.5, 10)
+    runs = piece(1)
+    assert (runs[3]["model"], runs[3]["fraction"]) == ("se3-compact", 0.5)
+    trained = json.loads((tmp_path / "runs" / "se3-compact-f0.5-s0" / "best.json").read_text())
+    assert trained["training"]["epoch_size"] == 16  # the same steps per epoch at every fraction
     config = json.loads(out.read_text())["config"]
     assert (config["grid_size"], config["voxel_size"], config["sigma"], config["atoms"]) == (50, 2.0, 1.0, "ca")
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in runs)
