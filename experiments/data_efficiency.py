@@ -137,9 +137,9 @@ def main(
     runs_dir: Path = typer.Option(Path("runs/data_efficiency"), "--runs", help="Checkpoint folders."),
     fractions: str = typer.Option("1,0.5,0.25,0.125,0.0625", "--fractions"),
     seeds: str = typer.Option("0,1,2", "--seeds"),
-    epochs: int = typer.Option(30, "--epochs", help="Most epochs of any run."),
+    epochs: int = typer.Option(40, "--epochs", help="Most epochs of any run."),
     epoch_size: int = typer.Option(2048, "--epoch-size", min=1, help="Training items per epoch, at every fraction."),
-    patience: int = typer.Option(6, "--patience", help="Stop after this many epochs without a better val accuracy."),
+    patience: int = typer.Option(10, "--patience", help="Stop after this many epochs without a better val accuracy."),
     lr: float = typer.Option(1e-3, "--lr"),
     lr_decay: float = typer.Option(0.9, "--lr-decay"),
     burn_in: int = typer.Option(4, "--burn-in"),
@@ -191,7 +191,7 @@ def main(
             meta = json.loads((out / "best.json").read_text())
             run = {"model": model, "fraction": f, "seed": seed, "n_train": meta["data"]["n_train"],
                    "best_epoch": best["epoch"], "val_accuracy": best["val_acc"], "test_accuracy": tested["accuracy"]}
-            with _lock(json_path.with_name(json_path.name + ".lock")):
+            with _lock(runs_dir / f"{json_path.name}.lock"):
                 result = _read(json_path, config)
                 result["runs"].append(run)
                 write_json(json_path, result)

@@ -5,7 +5,9 @@
 Reads ``foldK-val.json`` (member K on its own validation split K: cross-validation),
 ``foldK-test9.json`` (member K on test split 9), ``ens-test9.json`` (the ensemble) and
 ``v1-test9.json`` (the released v1), and prints the cross-validation, test and per-class
-tables of ``experiments/cath_v2/README.md`` and ``cathnet/models/README.md``.
+tables of ``experiments/cath_v2/README.md`` and ``cathnet/models/README.md``; then the
+ablation (input × network × ensemble, every run trained on splits 0–7 with the same
+schedule) from the files named in ``ABLATION``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,16 @@ import json
 import statistics
 import sys
 from pathlib import Path
+
+#: (network, input, σ in Å, validation-split-8 evaluation, test-split-9 evaluation), files relative to EVAL_DIR
+ABLATION = [
+    ("`se3-compact` (v1)", "Cα typed helix/strand/coil: 3 scalars", 1.0, "../v1-cath-arch-val8", "v1-test9"),
+    ("`se3-compact`", "+ ss-orientation fields (l = 1, 2)", 1.0, "../v2-fields-s1.0/val8", "fields-s1.0-test9"),
+    ("`se3-compact`", "+ ss-orientation fields (l = 1, 2)", 1.5, "fold8-val", "fold8-test9"),
+    ("`cnn-compact`", "Cα typed helix/strand/coil: 3 scalars", 1.5, "cnn-ca-ss-val8", "cnn-ca-ss-test9"),
+    ("`cnn-compact` (twin)", "+ the same fields as 16 scalar channels", 1.5, "cnn-twin-val8", "cnn-twin-test9"),
+    ("ensemble of 3 `se3-compact` (released)", "+ ss-orientation fields (l = 1, 2)", 1.5, None, "ens-test9"),
+]
 
 
 def _load(folder: Path, name: str) -> dict:
@@ -57,6 +69,24 @@ def main(folder: Path) -> None:
     print("| --- |" + " --- |" * len(codes))
     for label, ev in evals.items():
         print(f"| {label} | " + " | ".join(f"{r:.2f}" for r in ev["recall"]) + " |")
+    print()
+    ablation(folder, codes)
+
+
+def ablation(folder: Path, codes: list[str]) -> None:
+    """Input fields × network × ensemble: validation split 8, test split 9 (4 random rotations)."""
+    print("| network | input | σ (Å) | parameters | val top-1 | test top-1 | test macro F1 "
+          "| test agreement under rotation | lowest test recall |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for network, inputs, sigma, val_name, test_name in ABLATION:
+        if not (folder / f"{test_name}.json").exists():
+            continue
+        test = _load(folder, test_name)
+        val = f"{_load(folder, val_name)['accuracy']:.3f}" if val_name else "–"
+        worst = min(range(len(codes)), key=lambda i: test["recall"][i])
+        print(f"| {network} | {inputs} | {sigma} | {test['n_parameters']:,} | {val} | {test['accuracy']:.3f} | "
+              f"{test['macro_f1']:.3f} | {test['rotation']['agreement_mean']:.3f} | "
+              f"{test['recall'][worst]:.2f} ({codes[worst]}) |")
 
 
 if __name__ == "__main__":
