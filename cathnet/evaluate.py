@@ -4,7 +4,7 @@ structure)."""
 from __future__ import annotations
 
 import io
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ def evaluate(
     precision: str = "auto",
     seed: int = 0,
     max_items: int | None = None,
+    canonical: str | None = None,
     on_start=None,
     on_batch=None,
 ) -> dict:
@@ -62,7 +63,8 @@ def evaluate(
     splits). ``rotations`` extra passes rotate every structure by an independent
     Haar-random rotation (seeded); reported per pass: accuracy and agreement of the
     top-1 prediction with the unrotated one. ``max_items`` evaluates a seeded uniform
-    sample of that many items (e.g. residues). ``precision``: auto, fp32 or bf16
+    sample of that many items (e.g. residues). ``canonical``: ``principal`` or ``none``
+    overrides the model's canonical frame (:mod:`cathnet.canonical`). ``precision``: auto, fp32 or bf16
     (:mod:`cathnet.precision`). ``on_start(n_items)`` and ``on_batch(n)``
     report progress."""
     try:
@@ -74,8 +76,10 @@ def evaluate(
     if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
         raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
     prep = Preprocessing.from_metadata(meta)
+    if canonical is not None:
+        prep = replace(prep, canonical=None if canonical == "none" else canonical)
     task = make_task(meta["task"], data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
-                     backbone_channels=prep.backbone_channels, **asdict(prep.voxels))
+                     backbone_channels=prep.backbone_channels, canonical=prep.canonical, **asdict(prep.voxels))
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")
@@ -131,7 +135,8 @@ def evaluate(
         "checkpoint": str(checkpoint),
         "network": meta["network"]["name"],
         "n_parameters": meta["network"]["n_parameters"],
-        "input": meta["input"],
+        "input": {**{k: v for k, v in meta["input"].items() if k != "canonical"},
+                  **({"canonical": prep.canonical} if prep.canonical else {})},
         "data": str(data),
         "data_sha256": task.sha256,
         "data_matches_training": task.sha256 == meta["data"]["sha256"],

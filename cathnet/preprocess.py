@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from cathnet import canonical as canonical_frames
 from cathnet import fields as input_fields
 from cathnet.environments import ENVIRONMENT, RADIUS, channel_names
 from cathnet.selection import CHANNELS, select_atoms, selection_mask
@@ -41,7 +42,9 @@ class Preprocessing:
     mean position) or ``environment`` (one grid per residue, centred on its Cα, holding
     the atoms within ``radius``, in the residue's backbone frame when ``oriented``, its own
     backbone in channels of their own with ``backbone_channels``). ``fields``: oriented
-    input fields (``ss-orientation`` on ``ca-ss``, ``frame`` on environments)."""
+    input fields (``ss-orientation`` on ``ca-ss``, ``frame`` on environments). ``canonical``:
+    ``principal`` turns every atom selection into its principal-axes frame first
+    (:mod:`cathnet.canonical`), whatever rotation it comes in."""
 
     selection: str = "ca"
     voxels: Voxels = field(default_factory=Voxels)
@@ -49,6 +52,7 @@ class Preprocessing:
     radius: float = RADIUS
     oriented: bool = False
     backbone_channels: bool = False
+    canonical: str | None = None
 
     @classmethod
     def from_metadata(cls, meta: dict) -> Preprocessing:
@@ -56,7 +60,7 @@ class Preprocessing:
         inp = meta["input"]
         voxels = Voxels(inp["grid_size"], inp["voxel_size"], inp["sigma"])
         if meta.get("task") != "aa":
-            return cls(inp["atoms"], voxels, inp.get("fields"))
+            return cls(inp["atoms"], voxels, inp.get("fields"), canonical=inp.get("canonical"))
         return cls(ENVIRONMENT, voxels, inp.get("fields"), float(inp["radius"]), bool(inp["oriented"]),
                    bool(inp.get("backbone_channels", False)))
 
@@ -99,6 +103,8 @@ class Preprocessing:
                        backbone_channels=self.backbone_channels)
         if self.fields is not None:
             inp.update(fields=self.fields, in_type=self.in_type)
+        if self.canonical is not None:
+            inp.update(canonical=self.canonical)
         return inp
 
     def select(self, structure: Structure) -> tuple[np.ndarray, np.ndarray, int]:
@@ -112,12 +118,24 @@ class Preprocessing:
         """The input grids of ``structure`` (an atom selection) under each rotation (None: as is)."""
         coords, channels, n_channels = self.select(structure)  # once for all rotations
         center = coords.astype(np.float64).mean(axis=0)
+        if self.canonical is not None:
+            rotations = self._canonical(coords, rotations)
         if self.fields is not None:
             return self._field_grids(structure, coords, channels, rotations, center)
         v = self.voxels
         out = [voxelize(coords, channels, n_channels, grid_size=v.grid_size, voxel_size=v.voxel_size, sigma=v.sigma,
                         center=center, rotation=R) for R in rotations]
         return Grids(np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out), center)
+
+    def _canonical(self, coords: np.ndarray, rotations) -> list[np.ndarray]:
+        """Each of ``rotations`` (None: as is) composed with the canonical frame it leaves."""
+        import torch
+
+        k = len(rotations)
+        R = torch.from_numpy(np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations]))
+        atoms = torch.from_numpy(np.repeat(coords[None], k, 0))
+        mask = torch.ones(atoms.shape[:2], dtype=torch.bool)
+        return list(canonical_frames.principal_frames(atoms, mask, rotations=R).numpy())
 
     def _field_grids(self, structure: Structure, coords, ss, rotations, center) -> Grids:
         """:meth:`grids` with oriented input fields (torch)."""
@@ -131,7 +149,7 @@ class Preprocessing:
         outside = int((beyond >= self.voxels.grid_size * self.voxels.voxel_size / 2).any(-1).sum(1).max())
         mask = np.ones(len(coords), bool)
         atoms = (torch.from_numpy(np.repeat(a[None], k, 0)) for a in (coords, mask, ss, directions))
-        grids = self.voxelize_batch(*atoms, rotations=torch.from_numpy(R))
+        grids = self._voxelize(*atoms, rotations=torch.from_numpy(R))
         return Grids(grids.numpy(), len(coords), outside, center)
 
     def voxelize_batch(
@@ -141,7 +159,16 @@ class Preprocessing:
         """Grids (B, C, N, N, N) of padded atom batches on their device (:func:`cathnet.voxel.voxelize_batch`):
         ``coords`` (B, A, 3), ``mask`` and ``channels`` (B, A), ``directions`` (B, A, 3) of
         ``ss-orientation`` fields; ``center`` (B, 3) defaults to the mean atom position,
-        ``rotations`` (B, 3, 3) turn each structure about it first."""
+        ``rotations`` (B, 3, 3) turn each structure about it first (then into its canonical
+        frame, with ``canonical``)."""
+        if self.canonical is not None:
+            rotations = canonical_frames.principal_frames(coords, mask, center=center, rotations=rotations)
+        return self._voxelize(coords, mask, channels, directions, center=center, rotations=rotations)
+
+    def _voxelize(
+        self, coords: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor, directions: torch.Tensor | None = None,
+        *, center: torch.Tensor | None = None, rotations: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         v = self.voxels
         grid: dict[str, Any] = dict(grid_size=v.grid_size, voxel_size=v.voxel_size, sigma=v.sigma, rotations=rotations)
         if self.fields == input_fields.FRAME:

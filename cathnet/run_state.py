@@ -37,7 +37,7 @@ _STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer"
 RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance",
+    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance", "canonical",
 )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cathnet import fields as input_fields
+from cathnet.canonical import CANONICAL
 from cathnet.data import CathData, EnvironmentData
 from cathnet.environments import AMINO_ACIDS, ENVIRONMENT, ONE_LETTER, RADIUS, pad_environments
 from cathnet.errors import DatasetError, TrainError
@@ -56,7 +57,8 @@ class CathTask:
     name = "cath"
     voxels = Voxels()  # the default grid
 
-    def __init__(self, data: str | Path, *, fields: str | None = None, voxels: Voxels | None = None):
+    def __init__(self, data: str | Path, *, fields: str | None = None, voxels: Voxels | None = None,
+                 canonical: str | None = None):
         self.data = CathData(data)
         atoms = self.data.meta["atoms"]
         if atoms not in SELECTIONS:
@@ -69,7 +71,9 @@ class CathTask:
             if atoms != "ca-ss":
                 raise TrainError(f"{self.data.path}: built with --atoms {atoms}; the input fields {fields} "
                                  "(--fields) need a dataset of --atoms ca-ss")
-        self.preprocessing = Preprocessing(atoms, voxels or self.voxels, fields)
+        if canonical is not None and canonical not in CANONICAL:
+            raise TrainError(f"--canonical: unknown frame {canonical!r}; available: {', '.join(CANONICAL)}")
+        self.preprocessing = Preprocessing(atoms, voxels or self.voxels, fields, canonical=canonical)
         self.n_classes = self.data.n_classes
         self.labels = self.data.labels
         self.n_splits = self.data.n_splits
@@ -161,13 +165,15 @@ def make_task(
     name: str, data: str | Path, *, grid_size: int | None = None, voxel_size: float | None = None,
     sigma: float | None = None, **options,
 ):
-    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``fields``; ``aa``:
-    ``oriented``, ``radius``, ``backbone_channels``). The grid is the task's default but for
-    the sizes given; σ defaults to half a given voxel."""
+    """Task ``name`` on dataset ``data``; ``options`` go to its constructor (``fields``;
+    ``cath``: ``canonical``; ``aa``: ``oriented``, ``radius``, ``backbone_channels``). The
+    grid is the task's default but for the sizes given; σ defaults to half a given voxel."""
     if name not in TASKS:
         raise TrainError(f"--task: unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     if name == "cath" and (options.get("oriented") or options.get("backbone_channels")):
         raise TrainError("--oriented and --backbone-channels only apply to --task aa")
+    if name == "aa" and options.get("canonical") is not None:
+        raise TrainError("--canonical only applies to --task cath (environments have their backbone frame: --oriented)")
     task = TASKS[name]
     d = task.voxels
     voxel = d.voxel_size if voxel_size is None else voxel_size
@@ -176,5 +182,5 @@ def make_task(
     voxels = Voxels(d.grid_size if grid_size is None else grid_size, voxel, sigma)
     if voxels.grid_size < 1 or not voxels.voxel_size > 0 or not voxels.sigma > 0:
         raise TrainError(f"grid size, voxel size and sigma must be positive, got {voxels}")
-    keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields",)
+    keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields", "canonical")
     return task(data, voxels=voxels, **{k: v for k, v in options.items() if k in keys and v is not None})

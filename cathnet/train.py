@@ -92,8 +92,8 @@ class _Run:
             raise TrainError(str(exc)) from None
         self.out = Path(config.out)
         self.task = make_task(config.task, config.data, oriented=config.oriented, backbone_channels=config.backbone_channels,
-                              fields=config.fields, grid_size=config.grid_size, voxel_size=config.voxel_size,
-                              sigma=config.sigma)
+                              fields=config.fields, canonical=config.canonical, grid_size=config.grid_size,
+                              voxel_size=config.voxel_size, sigma=config.sigma)
         self.voxels = self.task.preprocessing.voxels
         self._split_items()
         if config.model not in networks.NETWORKS:

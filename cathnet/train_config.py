@@ -35,6 +35,7 @@ class TrainConfig:
     oriented: bool = False  # aa: environments in the residue's backbone frame
     backbone_channels: bool = False  # aa: own N, C, O and virtual Cβ in channels of their own
     fields: str | None = None  # oriented input fields (cathnet.fields): cath "ss-orientation", aa "frame"
+    canonical: str | None = None  # cath: "principal" turns every structure into its principal axes (cathnet.canonical)
     epoch_size: int | None = None  # items per epoch (None: one pass over the training items)
     val_size: int | None = None  # validate on a fixed seeded subset of this many items
     balance: bool = False  # draw training items with class-balanced probabilities

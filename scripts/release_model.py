@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--eval-command", required=True, help="the evaluation command, recorded in the metadata")
     parser.add_argument("--baseline", type=Path, action="append", default=[],
                         help="evaluation JSON of a baseline model (repeatable)")
+    parser.add_argument("--canonical", choices=["principal"],
+                        help="release with this canonical input frame (cathnet.canonical); EVAL.json must use it")
     parser.add_argument("--metrics", action="append", default=[], metavar="KEY=FILE.json",
                         help="more measured metrics for metrics.KEY, e.g. cross_validation=cv.json (repeatable)")
     args = parser.parse_args()
@@ -40,6 +42,11 @@ def main() -> None:
     stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
     meta = read_json(stem.with_name(stem.name + ".json"))
     evaluation = read_json(args.evaluation)
+    if args.canonical:
+        meta["input"]["canonical"] = args.canonical
+    if evaluation["input"] != meta["input"]:
+        raise SystemExit(f"{args.evaluation}: evaluated with input {evaluation['input']}, "
+                         f"not the model's {meta['input']}")
     if evaluation["data_sha256"] != meta["data"]["sha256"]:
         raise SystemExit(f"{args.evaluation}: evaluated on other data than the model was trained on")
     weights = models_dir() / f"{args.name}.safetensors"

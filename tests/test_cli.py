@@ -6,8 +6,9 @@ from typer.testing import CliRunner
 
 import cathnet
 from cathnet import fields, networks
+from cathnet.canonical import CANONICAL
 from cathnet.cli import app
-from cathnet.cli.common import Task
+from cathnet.cli.common import Canonical, Task
 from cathnet.cli.train import NETWORK_NAMES, Fields
 from cathnet.models import DEFAULT_MODELS
 from cathnet.tasks import TASKS
@@ -30,4 +31,5 @@ def test_help_does_not_import_torch():
 def test_choices_match_the_library():
     assert {t.value for t in Task} == set(TASKS) == set(DEFAULT_MODELS)
     assert {f.value for f in Fields} == {*fields.FIELDS, fields.FRAME}
+    assert {c.value for c in Canonical} == {*CANONICAL, "none"}
     assert list(NETWORK_NAMES) == networks.available()

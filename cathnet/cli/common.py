@@ -26,6 +26,13 @@ MAX_SEED = 2**32 - 1
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class Canonical(str, Enum):
+    """``--canonical``: :data:`cathnet.canonical.CANONICAL` and ``none`` (a test keeps them equal)."""
+
+    principal = "principal"
+    none = "none"
+
+
 class Precision(str, Enum):
     """``--precision`` (:mod:`cathnet.precision`)."""
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cathnet.cli.app import app
-from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, fail, refuse_overwrite, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Canonical, Precision, fail, refuse_overwrite, report_error
 from cathnet.cli.train import parse_splits
 from cathnet.errors import CathnetError
 from cathnet.fileio import write_json
@@ -27,6 +27,7 @@ def evaluate(
     precision: Precision = typer.Option(Precision.auto, "--precision", help=PRECISION_HELP),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random rotations and of --max-items."),
     max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
+    canonical: Canonical = typer.Option(None, "--canonical", help="Override the model's canonical frame: principal turns every structure into its principal axes first, none does not (default: the model's)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path | None = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
@@ -51,7 +52,7 @@ def evaluate(
             result = run_evaluation(
                 model, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
                 rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed,
-                max_items=max_items,
+                max_items=max_items, canonical=None if canonical is None else canonical.value,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
     except CathnetError as exc:

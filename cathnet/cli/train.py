@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from cathnet.cli.app import app
-from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Precision, Task, bounded, fail, report_error
+from cathnet.cli.common import MAX_SEED, PRECISION_HELP, Canonical, Precision, Task, bounded, fail, report_error
 from cathnet.errors import CathnetError
 
 #: ``--model`` choices, for the help text (a test keeps it equal to ``cathnet.networks.available()``)
@@ -57,6 +57,7 @@ def train(
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
     fields: Fields = typer.Option(None, "--fields", help="Oriented input fields: --task cath on a ca-ss dataset: ss-orientation (helix and strand directions, order 1, and axes, order 2, at every Cα); --task aa with --backbone-channels: frame (Cα→N, Cα→C, Cα→Cβ as order-1 fields at the centre)."),
+    canonical: Canonical = typer.Option(None, "--canonical", help="--task cath: principal turns every structure into its principal-axes frame before voxelization (then any rotation of the input leaves the prediction of a steerable network unchanged); none: as is."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),
     balance: bool = typer.Option(False, "--balance", help="Draw training items with class-balanced probabilities."),
@@ -109,6 +110,7 @@ def train(
         test_splits=parse_splits(test_splits, "--test-splits"), train_fraction=train_fraction,
         grid_size=grid_size, voxel_size=voxel_size, sigma=sigma, oriented=oriented, backbone_channels=backbone_channels,
         fields=None if fields is None else fields.value, epoch_size=epoch_size,
+        canonical=None if canonical in (None, Canonical.none) else canonical.value,
         val_size=val_size, balance=balance, device=device, precision=precision.value, compile=compile_step, patience=patience, time_limit=time_limit, seed=seed,
         resume=resume, progress=progress,
     )

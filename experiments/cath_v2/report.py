@@ -7,7 +7,8 @@ Reads ``foldK-val.json`` (member K on its own validation split K: cross-validati
 ``v1-test9.json`` (the released v1), and prints the cross-validation, test and per-class
 tables of ``experiments/cath_v2/README.md`` and ``cathnet/models/README.md``; then the
 ablation (input × network × ensemble, every run trained on splits 0–7 with the same
-schedule) from the files named in ``ABLATION``.
+schedule) from the files named in ``ABLATION``; then the canonical principal-axes frame
+against none (``foldK-val-canonical.json``, ``ens-test9-canonical.json``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ ABLATION = [
     ("`se3-compact`", "+ ss-orientation fields (l = 1, 2)", 1.5, "fold8-val", "fold8-test9"),
     ("`cnn-compact`", "Cα typed helix/strand/coil: 3 scalars", 1.5, "cnn-ca-ss-val8", "cnn-ca-ss-test9"),
     ("`cnn-compact` (twin)", "+ the same fields as 16 scalar channels", 1.5, "cnn-twin-val8", "cnn-twin-test9"),
-    ("ensemble of 3 `se3-compact` (released)", "+ ss-orientation fields (l = 1, 2)", 1.5, None, "ens-test9"),
+    ("ensemble of 3 `se3-compact` (v2)", "+ ss-orientation fields (l = 1, 2)", 1.5, None, "ens-test9"),
+    ("the same ensemble (v2.1, released)", "+ principal-axes frame", 1.5, None, "ens-test9-canonical"),
 ]
 
 
@@ -71,6 +73,8 @@ def main(folder: Path) -> None:
         print(f"| {label} | " + " | ".join(f"{r:.2f}" for r in ev["recall"]) + " |")
     print()
     ablation(folder, codes)
+    print()
+    canonical(folder)
 
 
 def ablation(folder: Path, codes: list[str]) -> None:
@@ -87,6 +91,21 @@ def ablation(folder: Path, codes: list[str]) -> None:
         print(f"| {network} | {inputs} | {sigma} | {test['n_parameters']:,} | {val} | {test['accuracy']:.3f} | "
               f"{test['macro_f1']:.3f} | {test['rotation']['agreement_mean']:.3f} | "
               f"{test['recall'][worst]:.2f} ({codes[worst]}) |")
+
+
+def canonical(folder: Path) -> None:
+    """Each fold's member and the ensemble without and with the canonical principal-axes frame."""
+    print("| model, split | frame | top-1 | macro F1 | top-1, single random rotations | agreement | all N agree |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in (6, 7, 8)] + [("ensemble, test split 9", "ens-test9")]
+    for label, name in pairs:
+        for frame, suffix in (("as given", ""), ("principal axes", "-canonical")):
+            if (folder / f"{name}{suffix}.json").exists():
+                ev = _load(folder, name + suffix)
+                rot = ev["rotation"]
+                all_agree = f"{rot['all_agree']:.3f} (N = {rot['n_rotations']})" if rot.get("all_agree") is not None else "–"
+                print(f"| {label} | {frame} | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | {rot['accuracy_mean']:.3f} | "
+                      f"{rot['agreement_mean']:.4f} | {all_agree} |")
 
 
 if __name__ == "__main__":
