@@ -34,6 +34,7 @@ class Grids(NamedTuple):
     n_atoms: int  # selected atoms
     n_outside: int  # the most atoms outside the box under any rotation
     center: np.ndarray  # (3,) float64 grid centre in Å: the selected atoms' mean position
+    rotations: np.ndarray  # (K, 3, 3) float64: each grid shows R (x − center), canonical frame included
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,13 @@ class Preprocessing:
         center = coords.astype(np.float64).mean(axis=0)
         if self.canonical is not None:
             rotations = self._canonical(coords, rotations)
+        applied = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
         if self.fields is not None:
-            return self._field_grids(structure, coords, channels, rotations, center)
+            return self._field_grids(structure, coords, channels, applied, center)
         v = self.voxels
         out = [voxelize(coords, channels, n_channels, grid_size=v.grid_size, voxel_size=v.voxel_size, sigma=v.sigma,
-                        center=center, rotation=R) for R in rotations]
-        return Grids(np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out), center)
+                        center=center, rotation=R) for R in applied]
+        return Grids(np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out), center, applied)
 
     def _canonical(self, coords: np.ndarray, rotations) -> list[np.ndarray]:
         """Each of ``rotations`` (None: as is) composed with the canonical frame it leaves."""
@@ -137,20 +139,19 @@ class Preprocessing:
         mask = torch.ones(atoms.shape[:2], dtype=torch.bool)
         return list(canonical_frames.principal_frames(atoms, mask, rotations=R).numpy())
 
-    def _field_grids(self, structure: Structure, coords, ss, rotations, center) -> Grids:
-        """:meth:`grids` with oriented input fields (torch)."""
+    def _field_grids(self, structure: Structure, coords, ss, R: np.ndarray, center) -> Grids:
+        """:meth:`grids` with oriented input fields (torch), under the rotations ``R`` (K, 3, 3)."""
         import torch
 
         chain = structure.chain[selection_mask(structure, self.selection)]
         directions = input_fields.element_directions(coords, chain[1:] == chain[:-1])
-        k = len(rotations)
-        R = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
+        k = len(R)
         beyond = np.abs(np.einsum("kij,aj->kai", R, coords.astype(np.float64) - center))
         outside = int((beyond >= self.voxels.grid_size * self.voxels.voxel_size / 2).any(-1).sum(1).max())
         mask = np.ones(len(coords), bool)
         atoms = (torch.from_numpy(np.repeat(a[None], k, 0)) for a in (coords, mask, ss, directions))
         grids = self._voxelize(*atoms, rotations=torch.from_numpy(R))
-        return Grids(grids.numpy(), len(coords), outside, center)
+        return Grids(grids.numpy(), len(coords), outside, center, R)
 
     def voxelize_batch(
         self, coords: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor, directions: torch.Tensor | None = None,

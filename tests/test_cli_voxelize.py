@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cathnet.cli import app
@@ -63,6 +64,34 @@ def test_oriented_fields_and_their_type(tmp_path):
     np.testing.assert_allclose(z["grid"], prep.grids(read_structure(CATH / "1fd3A00.pdb")).grids[0], atol=1e-6)
     refused = run(CATH / "1fd3A00.pdb", "-o", tmp_path / "x", "--fields", SS_ORIENTATION)
     assert refused.exit_code == 2 and "ca-ss" in refused.output
+
+
+def test_canonical_frame_and_its_rotation(tmp_path):
+    """--canonical principal: the grid of a rotated copy equals the original's up to a cube
+    rotation, and the npz records the turn applied."""
+    from cathnet import so3
+    from cathnet.grid import rotate_grid
+
+    src = read_structure(CATH / "1fd3A00.pdb")
+    R = so3.random_rotation(seed=4)
+    lines = (CATH / "1fd3A00.pdb").read_text().splitlines()
+    moved = [ln[:30] + "".join(f"{v:8.3f}" for v in R @ (xyz - src.coords.mean(0))) + ln[54:]
+             for ln, xyz in zip([ln for ln in lines if ln.startswith(("ATOM", "HETATM"))], src.coords)]
+    (tmp_path / "turned.pdb").write_text("\n".join(moved) + "\nEND\n")
+    result = run(CATH / "1fd3A00.pdb", tmp_path / "turned.pdb", "-o", tmp_path / "g.npz", "--stacked",
+                 "--canonical", "principal", "--grid-size", "30")
+    assert result.exit_code == 0, result.output
+    z = np.load(tmp_path / "g.npz")
+    assert z["canonical"] == "principal" and z["rotations"].shape == (2, 3, 3)
+    a, b = (torch.from_numpy(g[None]) for g in z["grids"])
+    best = min((rotate_grid(a, C) - b).abs().max().item() for C in so3.cube_rotations())
+    scale = a.abs().max().item()  # the rotated copy is rounded to 0.001 Å in its PDB file
+    assert best < 1e-3 * scale and (a - b).abs().max().item() > 0.1 * scale
+    residual = z["rotations"][1] @ R @ z["rotations"][0].T  # the two frames differ by a cube rotation
+    assert min(np.abs(residual - C).max() for C in so3.cube_rotations()) < 1e-3
+    plain = run(CATH / "1fd3A00.pdb", "-o", tmp_path / "p")
+    assert plain.exit_code == 0 and "canonical" not in np.load(tmp_path / "p" / "1fd3A00.npz")
+    assert np.array_equal(np.load(tmp_path / "p" / "1fd3A00.npz")["rotation"], np.eye(3))
 
 
 def test_stacked_heavy_glob_and_workers(tmp_path):

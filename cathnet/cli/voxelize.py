@@ -4,9 +4,12 @@ Per structure (``OUT/<id>.npz``): ``grid`` (C, N, N, N) float32, ``center`` (3,)
 ``n_atoms`` and ``n_outside`` (selected atoms, those outside the box), ``source``, and the
 settings ``channels``, ``selection``, ``grid_size``, ``voxel_size``, ``sigma`` and
 ``in_type``, the channels' field type (e.g. ``3x0`` for scalars, ``3x0 + 2x1 + 2x2`` with
-``--fields ss-orientation``). With
+``--fields ss-orientation``). With ``--canonical principal`` each structure is turned into
+its principal-axes frame first: ``rotation`` (3, 3) is the turn applied (the grid shows
+``rotation @ (x − center)``; identity without it) and the settings add ``canonical``. With
 ``--stacked`` one npz holds ``grids`` (S, C, N, N, N), ``ids``, ``sources``, ``centers``,
-``n_atoms``, ``n_outside`` (one row per structure, input order) and the same settings.
+``rotations``, ``n_atoms``, ``n_outside`` (one row per structure, input order) and the same
+settings.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cathnet.cli.app import app
 from cathnet.cli.common import (
+    Canonical,
     Selection,
     bounded,
     check_residue_ranges,
@@ -66,6 +70,7 @@ def voxelize(
     sigma: float = typer.Option(SIGMA, "--sigma", callback=bounded(0.01, 100), help="Gaussian σ of each atom in Å (0.01..100)."),
     selection: Selection = typer.Option(Selection["ca"], "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
     fields: VoxelFields = typer.Option(None, "--fields", help="With --selection ca-ss: ss-orientation adds helix and strand directions (order 1) and axes (order 2) as oriented fields; the npz records the field type (in_type)."),
+    canonical: Canonical = typer.Option(None, "--canonical", help="principal: turn each structure into the frame of its atoms' principal axes first (largest variance along x); the npz records the rotation. none: as is (the default)."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
     model: int = typer.Option(1, "--model", min=1, help="Model to read (1 = the first)."),
@@ -97,7 +102,8 @@ def voxelize(
             report_error(*failures[-1])
             continue
         outputs[npz] = path
-        prep = Preprocessing(selection.value, Voxels(grid_size, voxel_size, sigma), None if fields is None else fields.value)
+        prep = Preprocessing(selection.value, Voxels(grid_size, voxel_size, sigma), None if fields is None else fields.value,
+                             canonical=None if canonical in (None, Canonical.none) else canonical.value)
         jobs.append(_Job(str(path), None if stacked else str(npz), prep, model, chains, residues, compress))
     try:
         (out.parent if stacked else out).mkdir(parents=True, exist_ok=True)
@@ -120,7 +126,8 @@ def voxelize(
             atomic_save_npz(
                 out, compress=compress, grids=np.stack([r.pop("grid") for r in done]),
                 ids=np.array([structure_id(r["source"]) for r in done]), sources=np.array([r["source"] for r in done]),
-                centers=np.stack([r["center"] for r in done]), n_atoms=np.array([r["n_atoms"] for r in done]),
+                centers=np.stack([r["center"] for r in done]), rotations=np.stack([r["rotation"] for r in done]),
+                n_atoms=np.array([r["n_atoms"] for r in done]),
                 n_outside=np.array([r["n_outside"] for r in done]), **_settings(jobs[0]),
             )
         except OSError as exc:
@@ -139,7 +146,8 @@ def _settings(job: _Job) -> dict:
     p = job.preprocessing
     return dict(channels=np.array(p.channels), selection=np.array(p.selection), grid_size=np.array(p.voxels.grid_size),
                 voxel_size=np.array(p.voxels.voxel_size), sigma=np.array(p.voxels.sigma),
-                in_type=np.array(p.in_type or f"{len(p.channels)}x0"))
+                in_type=np.array(p.in_type or f"{len(p.channels)}x0"),
+                **({"canonical": np.array(p.canonical)} if p.canonical else {}))
 
 
 def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
@@ -150,7 +158,7 @@ def _process(job: _Job) -> tuple[dict | str, tuple[str, ...]]:
         structure = read_structure(job.path, model=job.model, chains=job.chains, residues=job.residues)
         warnings = structure.warnings
         g = job.preprocessing.grids(structure)
-        result = dict(source=job.path, center=g.center, n_atoms=g.n_atoms, n_outside=g.n_outside)
+        result = dict(source=job.path, center=g.center, rotation=g.rotations[0], n_atoms=g.n_atoms, n_outside=g.n_outside)
         if job.out is None:
             return {**result, "grid": g.grids[0]}, warnings
         atomic_save_npz(job.out, compress=job.compress, grid=g.grids[0], **{k: np.array(v) for k, v in result.items()},
