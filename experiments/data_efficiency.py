@@ -141,7 +141,7 @@ def main(
     runs_dir: Path = typer.Option(Path("runs/data_efficiency"), "--runs", help="Checkpoint folders."),
     fractions: str = typer.Option("1,0.5,0.25,0.125,0.0625", "--fractions"),
     seeds: str = typer.Option("0,1,2", "--seeds"),
-    epochs: int = typer.Option(30, "--epochs", help="Epochs of every run (the learning rate has decayed ×0.9 per epoch)."),
+    epochs: int = typer.Option(30, "--epochs", help="Epochs of every run (learning rate ×0.9 per epoch)."),
     epoch_size: int = typer.Option(2048, "--epoch-size", min=1, help="Training items per epoch, at every fraction."),
     patience: int = typer.Option(None, "--patience", help="Stop after this many epochs without a better val accuracy."),
     lr: float = typer.Option(1e-3, "--lr"),
