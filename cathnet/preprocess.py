@@ -119,9 +119,9 @@ class Preprocessing:
         """The input grids of ``structure`` (an atom selection) under each rotation (None: as is)."""
         coords, channels, n_channels = self.select(structure)  # once for all rotations
         center = coords.astype(np.float64).mean(axis=0)
-        if self.canonical is not None:
-            rotations = self._canonical(coords, rotations)
         applied = np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations])
+        if self.canonical is not None:
+            applied = self._canonical(coords, applied)
         if self.fields is not None:
             return self._field_grids(structure, coords, channels, applied, center)
         v = self.voxels
@@ -129,15 +129,13 @@ class Preprocessing:
                         center=center, rotation=R) for R in applied]
         return Grids(np.stack([g.grid for g in out]), len(coords), max(g.n_outside for g in out), center, applied)
 
-    def _canonical(self, coords: np.ndarray, rotations) -> list[np.ndarray]:
-        """Each of ``rotations`` (None: as is) composed with the canonical frame it leaves."""
+    def _canonical(self, coords: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """Each of the rotations ``R`` (K, 3, 3) composed with the canonical frame it leaves."""
         import torch
 
-        k = len(rotations)
-        R = torch.from_numpy(np.stack([np.eye(3) if r is None else np.asarray(r, np.float64) for r in rotations]))
-        atoms = torch.from_numpy(np.repeat(coords[None], k, 0))
+        atoms = torch.from_numpy(np.repeat(coords[None], len(R), 0))
         mask = torch.ones(atoms.shape[:2], dtype=torch.bool)
-        return list(canonical_frames.principal_frames(atoms, mask, rotations=R).numpy())
+        return canonical_frames.principal_frames(atoms, mask, rotations=torch.from_numpy(R)).numpy()
 
     def _field_grids(self, structure: Structure, coords, ss, R: np.ndarray, center) -> Grids:
         """:meth:`grids` with oriented input fields (torch), under the rotations ``R`` (K, 3, 3)."""
