@@ -31,7 +31,7 @@ import io
 import json
 import os
 import statistics
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -167,16 +167,18 @@ def main(
     }
     grid = [(m, float(f), int(s)) for s in seeds.split(",") for f in fractions.split(",") for m in MODELS]
     shared = os.environ.get("WORLD_SIZE", "1") == "1"  # one process per run: workers claim runs by locks
-    started = 0
+    started, done_at_start = 0, {_key(r) for r in _read(json_path, config)["runs"]}
     for model, f, seed in grid:
         if max_runs is not None and started >= max_runs:
             break
-        if (model, f, seed) in {_key(r) for r in _read(json_path, config)["runs"]}:
-            continue
         out = runs_dir / f"{model}-f{f:g}-s{seed}"
-        with _lock(runs_dir / f"{out.name}.lock", wait=not shared) as mine:
-            if not mine or (model, f, seed) in {_key(r) for r in _read(json_path, config)["runs"]}:
-                continue  # another worker has it, or finished it while this one waited
+        # under torchrun all ranks train the same runs together: no claims (rank 1 would wait on rank 0), and
+        # the runs done when they started, so that a rank reading the JSON late does not skip a run the others train
+        claim = _lock(runs_dir / f"{out.name}.lock", wait=False) if shared else nullcontext(True)
+        with claim as mine:
+            done = {_key(r) for r in _read(json_path, config)["runs"]} if shared else done_at_start
+            if not mine or (model, f, seed) in done:
+                continue  # another worker holds it, or it is done
             started += 1
             console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
             best = train(TrainConfig(
