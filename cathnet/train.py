@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from cathnet.so3 import random_rotation
 from cathnet.tasks import make_task
 from cathnet.train_config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainError", "train"]
+__all__ = ["TrainConfig", "TrainError", "distributed", "train"]
 
 _SYNC_EVERY = 10  # steps between reads of the running loss (each read synchronises a GPU)
 
@@ -320,20 +320,30 @@ class _Run:
         return stalled
 
 
-def train(config: TrainConfig, console: Console | None = None) -> dict:
-    """Train ``config.model`` on ``config.data``; checkpoints, ``best.*`` and
-    ``metrics.jsonl`` go to ``config.out``. Returns the best epoch and its validation
-    metrics (on every rank). Initialises (and tears down) torch.distributed when
-    ``WORLD_SIZE`` > 1."""
-    console = console or Console(stderr=True)
+@contextlib.contextmanager
+def distributed(device: str = "auto") -> Iterator[int]:
+    """The process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1; gloo on CPU, nccl on
+    GPU) for the block; yields the world size. A group that is already initialised is used
+    and left alone, so a caller that trains several runs holds one group for all of them
+    (tearing it down and initialising it again per run can hang on the rendezvous store)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        cuda = config.device != "cpu" and torch.cuda.is_available()
+    owned = world > 1 and not dist.is_initialized()
+    if owned:
+        cuda = device != "cpu" and torch.cuda.is_available()
         dist.init_process_group("nccl" if cuda else "gloo")
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
-        return _Run(config, console).run()
+        yield world
     finally:
-        if world > 1 and dist.is_initialized():
+        if owned and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def train(config: TrainConfig, console: Console | None = None) -> dict:
+    """Train ``config.model`` on ``config.data``; checkpoints, ``best.*`` and
+    ``metrics.jsonl`` go to ``config.out``. Returns the best epoch and its validation
+    metrics (on every rank). Under ``torchrun`` joins the caller's process group, or
+    initialises (and tears down) one (:func:`distributed`)."""
+    with distributed(config.device):
+        return _Run(config, console or Console(stderr=True)).run()

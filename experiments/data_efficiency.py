@@ -18,7 +18,7 @@ interrupted run continues from its checkpoint folder, and ``--max-runs N`` stops
 runs (pieces of a few CPU hours). Several workers may share the grid on one machine (e.g.
 two at one thread each on two cores): each claims a run with a lock next to its checkpoint
 folder and merges its result into ``--json`` under a lock (POSIX ``fcntl``). Under
-``torchrun`` each run is data parallel instead. Writes ``--json`` after every run, and the
+``torchrun`` each run is data parallel instead, all runs in one process group. Writes ``--json`` after every run, and the
 plot (mean ± std per point, log₂ x-axis, parameter counts in the legend) and a Markdown
 table when a worker stops.
 
@@ -32,16 +32,18 @@ import json
 import os
 import statistics
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import torch.distributed as dist
 import typer
 from rich.console import Console
 
 from cathnet.evaluate import evaluate
 from cathnet.fileio import atomic_write, write_json
 from cathnet.networks import build, n_parameters
-from cathnet.train import TrainConfig, train
+from cathnet.train import TrainConfig, distributed, train
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -133,6 +135,53 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grid(grid: list[tuple[str, float, int]], world: int, base: TrainConfig, config: dict, json_path: Path,
+          runs_dir: Path, max_runs: int | None, console: Console) -> None:
+    """Train and test the runs of ``grid`` not yet in ``json_path``. One process: runs are claimed by
+    locks, so several workers share the grid. Under ``torchrun`` (``world`` > 1) every rank trains the
+    same runs in one process group, rank 0 tests them while the others wait at a barrier."""
+    lead, shared = os.environ.get("RANK", "0") == "0", world == 1
+    started, done_at_start = 0, {_key(r) for r in _read(json_path, config)["runs"]}
+    for model, f, seed in grid:
+        if max_runs is not None and started >= max_runs:
+            break
+        out = runs_dir / f"{model}-f{f:g}-s{seed}"
+        # under torchrun all ranks train the same runs together: no claims (rank 1 would wait on rank 0), and
+        # the runs done when they started, so that a rank reading the JSON late does not skip a run the others train
+        claim = _lock(runs_dir / f"{out.name}.lock", wait=False) if shared else nullcontext(True)
+        with claim as mine:
+            done = {_key(r) for r in _read(json_path, config)["runs"]} if shared else done_at_start
+            if not mine or (model, f, seed) in done:
+                continue  # another worker holds it, or it is done
+            started += 1
+            if lead:
+                console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
+            run = replace(base, model=model, out=str(out), model_kwargs=MODELS[model], train_fraction=f, seed=seed)
+            best = train(run, console)["best"]
+            if lead:
+                _test(run, best, json_path, runs_dir, config, console)
+            if not shared:
+                dist.barrier()  # the other ranks wait for rank 0's test before the next run
+
+
+def _test(trained: TrainConfig, best: dict, json_path: Path, runs_dir: Path, config: dict, console: Console) -> None:
+    """Test the best validation checkpoint of a run once and merge the run into ``json_path``."""
+    out, data = Path(trained.out), Path(trained.data)
+    tested = evaluate(out / "best.json", data, rotations=0, device=trained.device, seed=trained.seed)
+    if tested["input"]["atoms"] != "ca":
+        atoms = tested["input"]["atoms"]
+        raise typer.BadParameter(f"{data} holds {atoms} atoms; the paper's setting is --atoms ca")
+    meta = json.loads((out / "best.json").read_text())
+    run = {"model": trained.model, "fraction": trained.train_fraction, "seed": trained.seed,
+           "n_train": meta["data"]["n_train"], "best_epoch": best["epoch"], "val_accuracy": best["val_acc"],
+           "test_accuracy": tested["accuracy"]}
+    with _lock(runs_dir / f"{json_path.name}.lock"):
+        result = _read(json_path, config)
+        result["runs"].append(run)
+        write_json(json_path, result)
+    console.print(f"  best epoch {best['epoch']}, val {best['val_acc']:.4f}, test {tested['accuracy']:.4f}")
+
+
 @cli.command()
 def main(
     data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Dataset of --atoms ca."),
@@ -166,42 +215,13 @@ def main(
                    for m, kw in MODELS.items()},
     }
     grid = [(m, float(f), int(s)) for s in seeds.split(",") for f in fractions.split(",") for m in MODELS]
-    shared = os.environ.get("WORLD_SIZE", "1") == "1"  # one process per run: workers claim runs by locks
-    started, done_at_start = 0, {_key(r) for r in _read(json_path, config)["runs"]}
-    for model, f, seed in grid:
-        if max_runs is not None and started >= max_runs:
-            break
-        out = runs_dir / f"{model}-f{f:g}-s{seed}"
-        # under torchrun all ranks train the same runs together: no claims (rank 1 would wait on rank 0), and
-        # the runs done when they started, so that a rank reading the JSON late does not skip a run the others train
-        claim = _lock(runs_dir / f"{out.name}.lock", wait=False) if shared else nullcontext(True)
-        with claim as mine:
-            done = {_key(r) for r in _read(json_path, config)["runs"]} if shared else done_at_start
-            if not mine or (model, f, seed) in done:
-                continue  # another worker holds it, or it is done
-            started += 1
-            console.print(f"[bold]{model}[/], fraction {f:g}, seed {seed} -> {out}")
-            best = train(TrainConfig(
-                data=str(data), model=model, out=str(out), model_kwargs=MODELS[model], epochs=epochs,
-                epoch_size=epoch_size, patience=patience, lr=lr, lr_decay=lr_decay, burn_in=burn_in,
-                batch_size=batch_size, val_splits=val, test_splits=test,
-                train_fraction=f, grid_size=50, voxel_size=2.0, sigma=1.0, device=device, seed=seed, resume=True,
-                progress=progress,
-            ), console)["best"]
-            if not lead:
-                continue
-            tested = evaluate(out / "best.json", data, rotations=0, device=device, seed=seed)
-            if tested["input"]["atoms"] != "ca":
-                atoms = tested["input"]["atoms"]
-                raise typer.BadParameter(f"{data} holds {atoms} atoms; the paper's setting is --atoms ca")
-            meta = json.loads((out / "best.json").read_text())
-            run = {"model": model, "fraction": f, "seed": seed, "n_train": meta["data"]["n_train"],
-                   "best_epoch": best["epoch"], "val_accuracy": best["val_acc"], "test_accuracy": tested["accuracy"]}
-            with _lock(runs_dir / f"{json_path.name}.lock"):
-                result = _read(json_path, config)
-                result["runs"].append(run)
-                write_json(json_path, result)
-            console.print(f"  best epoch {best['epoch']}, val {best['val_acc']:.4f}, test {tested['accuracy']:.4f}")
+    base = TrainConfig(
+        data=str(data), model="", out="", epochs=epochs, epoch_size=epoch_size, patience=patience, lr=lr,
+        lr_decay=lr_decay, burn_in=burn_in, batch_size=batch_size, val_splits=val, test_splits=test,
+        grid_size=50, voxel_size=2.0, sigma=1.0, device=device, resume=True, progress=progress,
+    )
+    with distributed(device) as world:
+        _grid(grid, world, base, config, json_path, runs_dir, max_runs, console)
     result = _read(json_path, config)
     if lead and result["runs"]:
         plot(result, png)

@@ -2,6 +2,8 @@ import fcntl
 import json
 import os
 import runpy
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,3 +102,30 @@ def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monk
     assert (config["grid_size"], config["voxel_size"], config["sigma"], config["atoms"]) == (50, 2.0, 1.0, "ca")
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in runs)
     assert (tmp_path / "de.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.slow
+def test_data_efficiency_experiment_under_torchrun(dataset, tmp_path):
+    """Two ranks train several runs in one process group and rank 0 tests each (re-initialising the
+    group per run, the third run used to hang)."""
+    script = Path(__file__).parents[1] / "experiments" / "data_efficiency.py"
+    out = tmp_path / "de.json"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+            "--data", str(dataset), "--json", str(out), "--png", str(tmp_path / "de.png"), "--runs", str(tmp_path / "runs"),
+            "--fractions", "1,0.5", "--seeds", "0", "--epochs", "1", "--epoch-size", "16", "--val-splits", "2",
+            "--test-splits", "3", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["model"], r["fraction"]) for r in runs] == [
+        ("se3-compact", 1.0), ("cnn-compact", 1.0), ("se3-compact", 0.5), ("cnn-compact", 0.5)]
+    assert all(r["best_epoch"] == 1 and 0 <= r["test_accuracy"] <= 1 for r in runs)
+    assert "4 of 4 runs done" in stderr and "processes=2" in stderr
