@@ -108,7 +108,12 @@ def build_e3nn():
     return m, m
 
 
-BUILDERS = {"conv3d": build_conv3d, "SE3Conv": build_se3conv, "escnn R3Conv": build_escnn, "e3nn voxel conv": build_e3nn}
+BUILDERS = {
+    "conv3d": build_conv3d,
+    "SE3Conv": build_se3conv,
+    "escnn R3Conv": build_escnn,
+    "e3nn voxel conv": build_e3nn,
+}
 MODULES = {"escnn R3Conv": "escnn", "e3nn voxel conv": "e3nn"}
 IMPORTS = {  # everything a builder imports, loaded before construction is timed
     "conv3d": ["cathnet.nn"],
@@ -157,7 +162,7 @@ def time_layers(names: list[str], size: int, repeats: int, verbose: bool = False
         layers[name] = (module, call)
     x = torch.randn(BATCH, 64, size, size, size, requires_grad=True)
     samples = {name: {"forward": [], "forward+backward": []} for name in names}
-    for name, (_, call) in layers.items():  # warm-up (allocator, lazy init, compiled paths)
+    for _, call in layers.values():  # warm-up (allocator, lazy init, compiled paths)
         _forward(call, x)
         _forward_backward(call, x)
     order = list(layers)
@@ -361,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         n = max(1, repeats // 2 + 1)
         for name in names:
             if name == "SE3Conv":
-                builds["SE3Conv (CATHNET_CACHE=off)"] = time_construction(name, n, args.threads, {"CATHNET_CACHE": "off"})
+                builds["SE3Conv (CATHNET_CACHE=off)"] = time_construction(
+                    name, n, args.threads, {"CATHNET_CACHE": "off"}
+                )
                 builds["SE3Conv (disk cache)"] = time_construction(name, n, args.threads)
             else:
                 builds[name] = time_construction(name, n, args.threads)

@@ -20,7 +20,14 @@ from rich.table import Table
 from cathnet import so3
 from cathnet.networks import build
 from cathnet.nn import (
-    EquivariantAvgPool, EquivariantBatchNorm, FieldDropout, FieldType, Gate, GlobalPool, NormNonlinearity, SE3Conv,
+    EquivariantAvgPool,
+    EquivariantBatchNorm,
+    FieldDropout,
+    FieldType,
+    Gate,
+    GlobalPool,
+    NormNonlinearity,
+    SE3Conv,
 )
 
 CUBE = so3.cube_rotations()
@@ -57,7 +64,11 @@ def layers():
     yield "EquivariantAvgPool 3/2/1 (11 → 6)", EquivariantAvgPool(3, 2, 1), T, T, 11
     yield "GlobalPool → invariants", GlobalPool(T), T, None, 10
     yield "stack conv→BN→gate→dropout→pool→conv→global pool", stack.eval(), tin, None, 12
-    for name, kw, grid, c in (("se3-compact", {}, 50, 1), ("se3resnet34", {"grid_size": 14}, 14, 1), ("se3-env", {}, 16, 4)):
+    for name, kw, grid, c in (
+        ("se3-compact", {}, 50, 1),
+        ("se3resnet34", {"grid_size": 14}, 14, 1),
+        ("se3-env", {}, 16, 4),
+    ):
         net = build(name, in_channels=c, n_classes=10, **kw)
         net(torch.rand(2, c, grid, grid, grid) * 0.1)
         yield f"network {name} ({grid}³) logits", net.eval(), FieldType([c]), None, grid
@@ -103,7 +114,9 @@ def residue_rotations(model_name: str, n_rot: int = 4):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cath-arch", help="released model for the real-protein check ('' to skip)")
-    parser.add_argument("--aa-model", default="aa-propensity", help="released amino-acid model for the per-residue check ('' to skip)")
+    parser.add_argument(
+        "--aa-model", default="aa-propensity", help="released amino-acid model for the per-residue check ('' to skip)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     table = Table(title="max relative error over the 24 cube rotations")
@@ -126,7 +139,8 @@ def main() -> None:
         agree, med, p95, n = residue_rotations(args.aa_model)
         console.print(
             f"{args.aa_model}: {n} residue predictions of 10 real domains under 4 random rotations of their atoms: "
-            f"top-1 agreement {agree:.3f}, probability shift (total variation) median {med:.3f}, 95th percentile {p95:.3f}"
+            f"top-1 agreement {agree:.3f}, probability shift (total variation) median {med:.3f}, "
+            f"95th percentile {p95:.3f}"
         )
 
 

@@ -87,8 +87,13 @@ def main(argv: list[str] | None = None) -> None:
                 ok = [(a, b) for a, b in zip(results["fp32"], results["bf16"]) if a.error is None and b.error is None]
                 n = len(ok)
                 entry["agreement"] = float(np.mean([a.architecture == b.architecture for a, b in ok]))
-                probs = [({t["architecture"]: t["probability"] for t in a.top}, {t["architecture"]: t["probability"] for t in b.top})
-                         for a, b in ok]
+                probs = [
+                    (
+                        {t["architecture"]: t["probability"] for t in a.top},
+                        {t["architecture"]: t["probability"] for t in b.top},
+                    )
+                    for a, b in ok
+                ]
                 entry["max_dp"] = max(abs(pa[k] - pb[k]) for pa, pb in probs for k in pa)
                 unit = "domains"
             else:

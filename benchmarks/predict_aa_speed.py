@@ -22,7 +22,6 @@ from pathlib import Path
 from pool import HELP, pool_files
 
 
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="aa-propensity")
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         meta = model.meta
         console.print(
             f"model {args.model} ({meta['network']['name']}, {meta['network']['n_parameters']:,} parameters, "
-            f"{model.grid_size}³ × {model.voxel_size:g} Å, radius {model.preprocessing.radius:g} Å); batch {args.batch_size}; "
+            f"{model.grid_size}³ × {model.voxel_size:g} Å, radius {model.preprocessing.radius:g} Å); "
+            f"batch {args.batch_size}; "
             f"torch {torch.__version__}; {os.cpu_count()} CPUs; medians of {args.repeats}"
         )
 
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                     "read_environments_s": total - net - vox,
                 })
 
-    table = Table("threads", "files", "residues", "time (s)", "residues/s", "network", "voxelize", "read + environments",
+    table = Table("threads", "files", "residues", "time (s)", "residues/s", "network", "voxelize",
+                  "read + environments",
                   title="cathnet predict --task aa throughput (CPU)", title_justify="left")
     for r in rows:
         table.add_row(str(r["threads"]), str(r["files"]), f"{r['residues']:,}", f"{r['seconds']:.2f}",

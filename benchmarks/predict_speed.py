@@ -44,15 +44,16 @@ from pathlib import Path
 from pool import HELP, pool_files
 
 
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cath-arch", help="released model name or path (default cath-arch)")
     parser.add_argument("--pool", type=Path, default=None,
                         help=HELP)
     parser.add_argument("--batch-size", type=int, default=16, help="predict_many batch size (default 16)")
-    parser.add_argument("--threads", type=int, default=1, help="torch (and BLAS) threads; 0: library defaults (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per size; the median is reported (default 3)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch (and BLAS) threads; 0: library defaults (default 1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per size; the median is reported (default 3)")
     parser.add_argument("--quick", action="store_true", help="1 and 100 files only")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args(argv)
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         meta = model.meta
         console.print(
             f"model {args.model} ({meta['network']['name']}, {meta['network']['n_parameters']:,} parameters; "
-            f"{model.preprocessing.selection} atoms, {model.n_channels} channels, {model.grid_size}³ × {model.voxel_size:g} Å), "
+            f"{model.preprocessing.selection} atoms, {model.n_channels} channels, "
+            f"{model.grid_size}³ × {model.voxel_size:g} Å), "
             f"loaded + collapsed in {load_s:.2f} s; pool {pool} ({len(files)} files); batch {args.batch_size}; "
             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians of {args.repeats}"
         )

@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "data" / "cath"
 #: network -> (task, grid, voxel, sigma, batch, constructor kwargs)
 SETUPS = {
-    "se3-compact": ("cath", 50, 2.0, 1.0, 16, {"widths": [[8, 4, 2], [16, 8, 4], [32, 16, 8], [64, 32, 16]], "head_scalars": 192}),
+    "se3-compact": (
+        "cath", 50, 2.0, 1.0, 16, {"widths": [[8, 4, 2], [16, 8, 4], [32, 16, 8], [64, 32, 16]], "head_scalars": 192}
+    ),
     "cnn-compact": ("cath", 50, 2.0, 1.0, 16, {}),
     "se3-env": ("aa", 16, 1.5, 0.75, 128, {}),
     "cnn-env": ("aa", 16, 1.5, 0.75, 128, {}),
@@ -67,7 +69,9 @@ def _worker(name: str, variant: str, threads: int) -> None:
         atoms = [select_atoms(s, "ca-ss")[:2] for s in structures][:batch]
         n_channels, n_classes, center = 3, 10, None
     else:
-        atoms = [(e.coords, e.channels) for s in structures[:3] for e in residue_environments(s, backbone_channels=True)]
+        atoms = [
+            (e.coords, e.channels) for s in structures[:3] for e in residue_environments(s, backbone_channels=True)
+        ]
         atoms = atoms[:batch]
         n_channels, n_classes, center = 8, 20, torch.zeros(len(atoms), 3)
     coords, channels, mask = (torch.from_numpy(a) for a in pad_environments(atoms))
@@ -114,7 +118,8 @@ def _worker(name: str, variant: str, threads: int) -> None:
                 total = time.perf_counter() - tic
             conv = sum(e.self_cpu_time_total for e in prof.key_averages() if any(k in e.key for k in CONV_OPS)) / 1e6
             own = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e6
-            print(json.dumps({"conv": conv / own, "voxelize": vox / total, "other": 1 - conv / own - vox / total}), flush=True)
+            print(json.dumps({"conv": conv / own, "voxelize": vox / total, "other": 1 - conv / own - vox / total}),
+                  flush=True)
         else:
             tic = time.perf_counter()
             step()
@@ -151,7 +156,9 @@ class Worker:
 def _unpack(rev: str, tmp: str) -> Path:
     """The cathnet package of git revision ``rev`` in a folder of its own."""
     archive = Path(tmp) / "code.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev, "cathnet", "tests/data/cath"], check=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "-o", str(archive), rev, "cathnet", "tests/data/cath"], check=True
+    )
     out = Path(tmp) / rev
     with tarfile.open(archive) as tar:
         tar.extractall(out, filter="data")
@@ -162,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="se3-compact,cnn-compact,se3-env,cnn-env,se3resnet34,cnn-resnet34")
     parser.add_argument("--precisions", default="fp32,bf16",
-                        help="comma-separated: fp32, bf16, optionally with +cl (channels_last_3d) or +compile (torch.compile)")
+                        help="comma-separated: fp32, bf16, optionally with +cl (channels_last_3d) "
+                             "or +compile (torch.compile)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline", default=None, metavar="REV", help="also time the code of this git revision")
@@ -178,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         codes = {"now": ROOT, **({args.baseline: _unpack(args.baseline, tmp)} if args.baseline else {})}
         rows = []
         for name in models:
-            workers = {(code, p): Worker(path, name, p, args.threads) for code, path in codes.items() for p in precisions
+            workers = {(code, p): Worker(path, name, p, args.threads)
+                       for code, path in codes.items() for p in precisions
                        if code == "now" or "+" not in p}
             times: dict = {key: [] for key in workers}
             for _ in range(args.repeats):

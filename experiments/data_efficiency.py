@@ -18,9 +18,9 @@ interrupted run continues from its checkpoint folder, and ``--max-runs N`` stops
 runs (pieces of a few CPU hours). Several workers may share the grid on one machine (e.g.
 two at one thread each on two cores): each claims a run with a lock next to its checkpoint
 folder and merges its result into ``--json`` under a lock (POSIX ``fcntl``). Under
-``torchrun`` each run is data parallel instead, all runs in one process group. Writes ``--json`` after every run, and the
-plot (mean ± std per point, log₂ x-axis, parameter counts in the legend) and a Markdown
-table when a worker stops.
+``torchrun`` each run is data parallel instead, all runs in one process group. Writes
+``--json`` after every run, and the plot (mean ± std per point, log₂ x-axis, parameter
+counts in the legend) and a Markdown table when a worker stops.
 
     python experiments/data_efficiency.py --data cath10-ca.npz --max-runs 2
 """

@@ -49,9 +49,11 @@ def main(folder: Path) -> None:
         ev = _load(folder, f"fold{k}-val")
         accs.append(ev["accuracy"])
         rot = ev["rotation"]
-        print(f"| {k} ({ev['n']} domains) | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | {rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.3f} |")
+        print(f"| {k} ({ev['n']} domains) | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | "
+              f"{rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.3f} |")
     if len(accs) > 1:
-        print(f"| mean ± std over {len(accs)} folds | {statistics.mean(accs):.3f} ± {statistics.stdev(accs):.3f} | | | |")
+        print(f"| mean ± std over {len(accs)} folds | {statistics.mean(accs):.3f} ± {statistics.stdev(accs):.3f} "
+              "| | | |")
     print()
     rows = [("v1 `cath-arch`", "v1-test9")] + [(f"v2 member, fold {k}", f"fold{k}-test9") for k in folds]
     rows.append((f"**v2 ensemble of {len(folds)}** (released)", "ens-test9"))
@@ -97,15 +99,18 @@ def canonical(folder: Path) -> None:
     """Each fold's member and the ensemble without and with the canonical principal-axes frame."""
     print("| model, split | frame | top-1 | macro F1 | top-1, single random rotations | agreement | all N agree |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in (6, 7, 8)] + [("ensemble, test split 9", "ens-test9")]
+    pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in (6, 7, 8)]
+    pairs += [("ensemble, test split 9", "ens-test9")]
     for label, name in pairs:
         for frame, suffix in (("as given", ""), ("principal axes", "-canonical")):
             if (folder / f"{name}{suffix}.json").exists():
                 ev = _load(folder, name + suffix)
                 rot = ev["rotation"]
-                all_agree = f"{rot['all_agree']:.3f} (N = {rot['n_rotations']})" if rot.get("all_agree") is not None else "–"
-                print(f"| {label} | {frame} | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | {rot['accuracy_mean']:.3f} | "
-                      f"{rot['agreement_mean']:.4f} | {all_agree} |")
+                all_agree = (
+                    f"{rot['all_agree']:.3f} (N = {rot['n_rotations']})" if rot.get("all_agree") is not None else "–"
+                )
+                print(f"| {label} | {frame} | {ev['accuracy']:.3f} | {ev['macro_f1']:.3f} | "
+                      f"{rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.4f} | {all_agree} |")
 
 
 if __name__ == "__main__":
