@@ -82,11 +82,21 @@ def _read(json_path: Path, config: dict) -> dict:
 
 
 def summary(runs: list[dict]) -> dict[tuple[str, float], tuple[float, float, int]]:
-    """(model, fraction) → (mean, std, number of seeds) of the test accuracy."""
+    """(model, fraction) → (mean, sample std (0 for one seed), number of seeds) of the test accuracy."""
     groups: dict[tuple[str, float], list[float]] = {}
     for r in runs:
         groups.setdefault((r["model"], r["fraction"]), []).append(r["test_accuracy"])
-    return {k: (statistics.mean(v), statistics.pstdev(v), len(v)) for k, v in groups.items()}
+    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
+
+
+def differences(runs: list[dict], first: str, second: str) -> dict[float, list[float]]:
+    """Fraction → test accuracy of ``first`` minus ``second``, paired by seed (same subset)."""
+    acc = {_key(r): r["test_accuracy"] for r in runs}
+    out: dict[float, list[float]] = {}
+    for m, f, seed in sorted(acc):
+        if m == first and (second, f, seed) in acc:
+            out.setdefault(f, []).append(acc[m, f, seed] - acc[second, f, seed])
+    return out
 
 
 def plot(result: dict, path: Path) -> None:
@@ -125,13 +135,29 @@ def table(result: dict) -> str:
     stats = summary(result["runs"])
     models = list(result["config"]["models"])
     n_train = {(r["model"], r["fraction"]): r["n_train"] for r in result["runs"]}
-    lines = ["| training fraction | " + " | ".join(models) + " |", "| --- |" + " --- |" * len(models)]
+    paired = differences(result["runs"], *models[:2]) if len(models) >= 2 else {}
+    header = " | ".join(models) + (f" | {models[0]} − {models[1]}, paired by seed" if paired else "")
+    lines = [f"| training fraction | {header} |", "| --- |" + " --- |" * (len(models) + bool(paired))]
     for f in sorted({f for _, f in stats}, reverse=True):
         cells = [f"{stats[m, f][0]:.3f} ± {stats[m, f][1]:.3f} ({stats[m, f][2]} seed{'s' * (stats[m, f][2] > 1)})"
                  if (m, f) in stats else ""
                  for m in models]
+        if paired:
+            d = paired.get(f, [])
+            cells.append(f"{statistics.mean(d):+.3f} ({' '.join(f'{x:+.3f}' for x in d)})" if d else "")
         size = next((n for (m, g), n in n_train.items() if g == f), "?")
-        lines.append(f"| {f:g} ({size} domains) | " + " | ".join(cells) + " |")
+        lines.append(f"| {f:g} ({size:,} domains) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def runs_table(result: dict) -> str:
+    """Markdown: one row per run (best epoch, validation and test accuracy)."""
+    epochs = result["config"]["epochs"]
+    lines = [f"| model | fraction | seed | training domains | best epoch (of {epochs}) | val top-1 | test top-1 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(result["runs"], key=lambda r: (r["seed"], -r["fraction"], r["model"])):
+        lines.append(f"| `{r['model']}` | {r['fraction']:g} | {r['seed']} | {r['n_train']:,} | {r['best_epoch']} | "
+                     f"{r['val_accuracy']:.3f} | {r['test_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +228,7 @@ def main(
     max_runs: int = typer.Option(None, "--max-runs", min=1, help="Stop after this many runs (a piece of the grid)."),
     device: str = typer.Option("auto", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    report: bool = typer.Option(False, "--report", help="Only write the plot and print the tables of --json."),
 ) -> None:
     console = Console(stderr=True)
     lead = os.environ.get("RANK", "0") == "0"
@@ -220,13 +247,16 @@ def main(
         lr_decay=lr_decay, burn_in=burn_in, batch_size=batch_size, val_splits=val, test_splits=test,
         grid_size=50, voxel_size=2.0, sigma=1.0, device=device, resume=True, progress=progress,
     )
-    with distributed(device) as world:
-        _grid(grid, world, base, config, json_path, runs_dir, max_runs, console)
+    if not report:
+        with distributed(device) as world:
+            _grid(grid, world, base, config, json_path, runs_dir, max_runs, console)
     result = _read(json_path, config)
     if lead and result["runs"]:
         plot(result, png)
-        Console().print(table(result))
-        console.print(f"{len(result['runs'])} of {len(grid)} runs done; wrote {json_path} and {png}")
+        print(table(result))
+        print(runs_table(result))
+        wrote = f"{png}" if report else f"{json_path} and {png}"
+        console.print(f"{len(result['runs'])} of {len(grid)} runs done; wrote {wrote}")
 
 
 if __name__ == "__main__":

@@ -71,16 +71,16 @@ def test_cli_evaluate_writes_json_and_png(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monkeypatch):
+def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monkeypatch, capsys):
     data, _ = model
     script = Path(__file__).parents[1] / "experiments" / "data_efficiency.py"
     out = tmp_path / "de.json"
 
-    def piece(max_runs: int) -> list[dict]:
+    def piece(max_runs: int, *more: str) -> list[dict]:
         monkeypatch.setattr(sys, "argv", [
             str(script), "--data", str(data), "--json", str(out), "--png", str(tmp_path / "de.png"),
             "--runs", str(tmp_path / "runs"), "--fractions", "1,0.5", "--seeds", "0", "--epochs", "1", "--epoch-size", "16",
-            "--val-splits", "2", "--test-splits", "3", "--device", "cpu", "--no-progress", "--max-runs", str(max_runs),
+            "--val-splits", "2", "--test-splits", "3", "--device", "cpu", "--no-progress", "--max-runs", str(max_runs), *more,
         ])
         with pytest.raises(SystemExit) as exit_:
             runpy.run_path(str(script), run_name="__main__")
@@ -102,6 +102,13 @@ def test_data_efficiency_experiment_resumes_piece_by_piece(model, tmp_path, monk
     assert (config["grid_size"], config["voxel_size"], config["sigma"], config["atoms"]) == (50, 2.0, 1.0, "ca")
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in runs)
     assert (tmp_path / "de.png").read_bytes().startswith(PNG)
+    (tmp_path / "de.png").unlink()
+    capsys.readouterr()
+    assert piece(1, "--report", "--seeds", "0,1") == runs  # trains nothing (seed 1 undone): plot and tables
+    printed = capsys.readouterr().out
+    assert (tmp_path / "de.png").read_bytes().startswith(PNG)
+    assert "| 0.5 (10 domains) |" in printed and "paired by seed" in printed
+    assert printed.count("| `se3-compact` |") == 2 and printed.count("| `cnn-compact` |") == 2
 
 
 @pytest.mark.slow
