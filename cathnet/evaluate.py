@@ -56,6 +56,7 @@ def evaluate(
     seed: int = 0,
     max_items: int | None = None,
     canonical: str | None = None,
+    oriented: bool | None = None,
     on_start=None,
     on_batch=None,
 ) -> dict:
@@ -64,7 +65,8 @@ def evaluate(
     Haar-random rotation (seeded); reported per pass: accuracy and agreement of the
     top-1 prediction with the unrotated one. ``max_items`` evaluates a seeded uniform
     sample of that many items (e.g. residues). ``canonical``: ``principal`` or ``none``
-    overrides the model's canonical frame (:mod:`cathnet.canonical`). ``precision``: auto, fp32 or bf16
+    overrides the model's canonical frame (:mod:`cathnet.canonical`); ``oriented`` overrides whether
+    an amino-acid model's environments are turned into their backbone frames. ``precision``: auto, fp32 or bf16
     (:mod:`cathnet.precision`). ``on_start(n_items)`` and ``on_batch(n)``
     report progress."""
     try:
@@ -78,6 +80,10 @@ def evaluate(
     prep = Preprocessing.from_metadata(meta)
     if canonical is not None:
         prep = replace(prep, canonical=None if canonical == "none" else canonical)
+    if oriented is not None:
+        if meta["task"] != "aa":
+            raise TrainError("--oriented / --as-given apply to amino-acid (--task aa) models")
+        prep = replace(prep, oriented=oriented)
     task = make_task(meta["task"], data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
                      backbone_channels=prep.backbone_channels, canonical=prep.canonical, **asdict(prep.voxels))
     codes, info = meta["classes"]["codes"], task.metadata()
@@ -136,7 +142,8 @@ def evaluate(
         "network": meta["network"]["name"],
         "n_parameters": meta["network"]["n_parameters"],
         "input": {**{k: v for k, v in meta["input"].items() if k != "canonical"},
-                  **({"canonical": prep.canonical} if prep.canonical else {})},
+                  **({"canonical": prep.canonical} if prep.canonical else {}),
+                  **({"oriented": prep.oriented} if "oriented" in meta["input"] else {})},
         "data": str(data),
         "data_sha256": task.sha256,
         "data_matches_training": task.sha256 == meta["data"]["sha256"],
@@ -145,7 +152,7 @@ def evaluate(
         "max_items_seed": seed if max_items is not None and max_items < n_in_splits else None,
         "classes": {"codes": codes, "names": meta["classes"]["names"]},
         "device": str(dev),
-        "precision": precision,
+        "numeric_precision": precision,  # bf16 or fp32 ("precision" is per class)
         **result,
     }
 

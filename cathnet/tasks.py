@@ -124,10 +124,8 @@ class AminoAcidTask:
         self.data = EnvironmentData(data)
         if backbone_channels and self.data.res_o is None:
             raise DatasetError(f"{data}: built before backbone channels existed; rebuild it with --atoms environment")
-        if fields is not None and (fields != input_fields.FRAME or not backbone_channels or oriented):
-            raise TrainError(
-                f"--fields for --task aa: only {input_fields.FRAME}, with --backbone-channels and without --oriented"
-            )
+        if fields is not None and (fields != input_fields.FRAME or not backbone_channels):
+            raise TrainError(f"--fields for --task aa: only {input_fields.FRAME}, with --backbone-channels")
         self.preprocessing = Preprocessing(ENVIRONMENT, voxels or self.voxels, fields, radius, oriented,
                                            backbone_channels)
         self.n_classes = len(AMINO_ACIDS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def main() -> None:
                         help="evaluation JSON of a baseline model (repeatable)")
     parser.add_argument("--canonical", choices=["principal"],
                         help="release with this canonical input frame (cathnet.canonical); EVAL.json must use it")
+    parser.add_argument("--oriented", action="store_true",
+                        help="release an amino-acid model in backbone frames; EVAL.json must use them")
     parser.add_argument("--metrics", action="append", default=[], metavar="KEY=FILE.json",
                         help="more measured metrics for metrics.KEY, e.g. cross_validation=cv.json (repeatable)")
     args = parser.parse_args()
@@ -44,6 +47,10 @@ def main() -> None:
     evaluation = read_json(args.evaluation)
     if args.canonical:
         meta["input"]["canonical"] = args.canonical
+    if args.oriented:
+        if meta["task"] != "aa":
+            raise SystemExit("--oriented applies to amino-acid models")
+        meta["input"]["oriented"] = True
     if evaluation["input"] != meta["input"]:
         raise SystemExit(f"{args.evaluation}: evaluated with input {evaluation['input']}, "
                          f"not the model's {meta['input']}")
@@ -91,7 +98,7 @@ def main() -> None:
         key, _, path = item.partition("=")
         if not key or not path:
             parser.error(f"--metrics {item!r}: expected KEY=FILE.json")
-        meta["metrics"][key] = read_json(Path(path))
+        meta["metrics"][key] = json.loads(Path(path).read_text())  # any JSON value (e.g. a list of baselines)
     write_json(models_dir() / f"{args.name}.json", meta)
     model = load_model(args.name)
     print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")

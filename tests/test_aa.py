@@ -111,6 +111,10 @@ def test_training_writes_an_aa_model_and_evaluate_reads_it(data, trained):
     r = evaluate(trained, data, splits=[3], rotations=1, device="cpu", max_items=40)
     assert r["n"] == 40 and r["n_items_in_splits"] > 40 and 0 <= r["accuracy"] <= r["top3_accuracy"] <= 1
     assert r["rotation"]["passes"][0]["agreement"] > 0.5
+    framed = evaluate(trained, data, splits=[3], rotations=1, device="cpu", max_items=40, oriented=True)
+    assert framed["input"]["oriented"] is True and r["input"]["oriented"] is False
+    assert framed["rotation"]["n_rotations"] == 0  # a rotation would take the environment out of its frame
+    assert framed["log_loss"] != r["log_loss"]  # other grids: the network sees each residue in its frame
 
 
 def test_predict_task_aa_formats_and_errors(trained, tmp_path):

@@ -13,6 +13,7 @@ from cathnet.checkpoint import load_model as load_checkpoint
 from cathnet.cli import app
 from cathnet.environments import AMINO_ACIDS
 from cathnet.grid import rotate_grid
+from cathnet.nn import FieldType
 from cathnet.predict import available_models, models_dir
 from cathnet.structure import read_structure
 
@@ -37,10 +38,11 @@ def test_released_model_metadata(model):
     meta = json.loads((models_dir() / "aa-propensity.json").read_text())
     assert meta["task"] == "aa" and meta["network"]["equivariant"]
     assert meta["classes"]["names"] == list(AMINO_ACIDS)
-    assert meta["input"]["oriented"] is False and meta["input"]["radius"] == 12.0
-    assert meta["input"]["backbone_channels"] is True and meta["input"]["n_channels"] == 8
+    assert meta["input"]["oriented"] is True and meta["input"]["radius"] == 12.0
+    assert meta["input"]["backbone_channels"] is True and meta["input"]["n_channels"] == 17
+    assert meta["input"]["fields"] == "frame" and meta["input"]["in_type"] == "8x0 + 3x1"
     test = meta["metrics"]["test"]
-    assert test["accuracy"] > 0.25 and test["n"] >= 10000
+    assert test["accuracy"] > meta["metrics"]["v1"]["accuracy"] and test["n"] == 72349
     assert meta["metrics"]["baseline"][0]["network"] == "cnn-env"
 
 
@@ -54,35 +56,49 @@ def test_collapsed_equals_uncollapsed(model, envs):
 
 
 def test_shipped_network_invariant_under_24_cube_rotations(model, envs):
+    """The frame's order-1 fields rotate with the grid (D¹(R) = R); rotating only the voxels,
+    with the components left as they were, is not a rotation of the environment."""
     x = model.grids(envs)
+    in_type = FieldType.parse(model.preprocessing.in_type)
+    assert in_type.dim == x.shape[1] and in_type.lmax == 1
     with torch.no_grad():
         ref = model.network(x)
-        err = max(((model.network(rotate_grid(x, R)) - ref).norm(dim=1) / ref.norm(dim=1)).max().item()
+        err = max(((model.network(in_type.transform(x, R)) - ref).norm(dim=1) / ref.norm(dim=1)).max().item()
                   for R in so3.cube_rotations())
+        wrong = max(((model.network(rotate_grid(x, R)) - ref).norm(dim=1) / ref.norm(dim=1)).max().item()
+                    for R in so3.cube_rotations())
     assert err <= 1e-5, err
+    assert wrong > 1e-2, wrong
 
 
-def _rotation_stability(model, rotations):
+def _rotation_stability(model):
+    """Top-1 agreement and median total-variation shift of per-residue probabilities of a
+    real domain under 3 random rotations of its atoms."""
     s = read_structure(EXAMPLE)
-    base = np.stack([r.probabilities for r in model.predict(s, rotations=rotations, seed=0)])
+    base = np.stack([r.probabilities for r in model.predict(s)])
     agree, shift = [], []
     for R in so3.random_rotation(3, seed=2):
         moved = dataclasses.replace(s, coords=(s.coords.astype(np.float64) @ R.T).astype(np.float32))
-        probs = np.stack([r.probabilities for r in model.predict(moved, rotations=rotations, seed=1)])
+        probs = np.stack([r.probabilities for r in model.predict(moved)])
         agree.append((probs.argmax(1) == base.argmax(1)).mean())
-        shift.append(np.median(np.abs(probs - base).sum(1) / 2))  # total-variation distance
+        shift.append(np.median(np.abs(probs - base).sum(1) / 2))
     return float(np.mean(agree)), float(np.mean(shift))
 
 
-@pytest.mark.slow
-def test_arbitrary_rotations_of_a_real_protein_are_stable(model):
-    """Rotate the atoms of a real domain by random rotations: per-residue predictions move
-    only by the grid's discretisation, and averaging over rotations removes most of that
-    (measured: agreement 0.73 / 0.93, median shift 0.115 / 0.048)."""
-    single, averaged = _rotation_stability(model, 0), _rotation_stability(model, 8)
-    print(f"top-1 agreement, median total-variation shift: single {single}, 8 rotations averaged {averaged}")
-    assert single[0] >= 0.65 and single[1] < 0.15
-    assert averaged[0] >= 0.85 and averaged[1] < 0.08
+def test_arbitrary_rotations_of_a_real_protein_change_nothing(model):
+    """Every environment is turned into its residue's backbone frame, which rotates with the
+    structure: the predictions of a rotated domain are those of the original up to float
+    rounding. The same network on environments as they lie in the file (no frame) moves
+    by the grid's discretisation (measured: agreement 1.000 / 0.741, median shift 0.0002 / 0.12)."""
+    oriented = _rotation_stability(model)
+    as_given = cathnet.load_model("aa-propensity")
+    as_given.preprocessing = dataclasses.replace(as_given.preprocessing, oriented=False)
+    unoriented = _rotation_stability(as_given)
+    print(f"top-1 agreement, median total-variation shift: backbone frame {oriented}, as given {unoriented}")
+    assert oriented[0] >= 0.99 and oriented[1] < 0.01
+    assert unoriented[0] < 0.9 and unoriented[1] > 0.03
+    with pytest.raises(ValueError, match="oriented"):
+        model.predict(EXAMPLE, rotations=2)
 
 
 def test_python_api_and_cli_default_model(model):

@@ -90,6 +90,8 @@ def test_train_and_evaluate_with_canonical_frames(tmp_path):
     assert result["input"]["canonical"] == "principal" and result["rotation"]["agreement_mean"] == 1.0
     plain = evaluate(tmp_path / "run" / "best.json", path, rotations=0, device="cpu", canonical="none")
     assert "canonical" not in plain["input"]
+    with pytest.raises(TrainError, match="--oriented"):
+        evaluate(tmp_path / "run" / "best.json", path, rotations=0, device="cpu", oriented=True)
     with pytest.raises(TrainError, match="--canonical"):
         make_task("aa", path, canonical="principal")
     with pytest.raises(TrainError, match="unknown frame"):

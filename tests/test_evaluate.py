@@ -42,6 +42,7 @@ def test_evaluate_reports_every_metric(model):
     r = evaluate(out / "best.json", data, rotations=2, device="cpu", batch_size=4)
     assert r["splits"] == [3] and r["n"] == 10 and r["data_matches_training"]
     assert np.array(r["confusion"]).sum() == r["n"] and len(r["f1"]) == len(r["precision"]) == 10
+    assert r["numeric_precision"] in ("fp32", "bf16")  # not overwritten by the per-class precision
     assert r["accuracy"] == pytest.approx(np.trace(np.array(r["confusion"])) / r["n"])
     rot = r["rotation"]
     assert rot["n_rotations"] == 2 and len(rot["passes"]) == 2

@@ -28,6 +28,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random rotations and of --max-items."),
     max_items: int = typer.Option(None, "--max-items", min=1, help="Evaluate a seeded uniform sample of this many items (e.g. residues for --task aa)."),
     canonical: Canonical = typer.Option(None, "--canonical", help="Override the model's canonical frame: principal turns every structure into its principal axes first, none does not (default: the model's)."),
+    oriented: bool = typer.Option(None, "--oriented/--as-given", help="Amino-acid models: turn every environment into its residue's backbone frame, or keep the structure's axes (default: the model's)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path | None = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
 ) -> None:
@@ -52,7 +53,7 @@ def evaluate(
             result = run_evaluation(
                 model, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
                 rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed,
-                max_items=max_items, canonical=None if canonical is None else canonical.value,
+                max_items=max_items, canonical=None if canonical is None else canonical.value, oriented=oriented,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
     except CathnetError as exc:
