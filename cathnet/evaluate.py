@@ -141,9 +141,7 @@ def evaluate(
         "checkpoint": str(checkpoint),
         "network": meta["network"]["name"],
         "n_parameters": meta["network"]["n_parameters"],
-        "input": {**{k: v for k, v in meta["input"].items() if k != "canonical"},
-                  **({"canonical": prep.canonical} if prep.canonical else {}),
-                  **({"oriented": prep.oriented} if "oriented" in meta["input"] else {})},
+        "input": prep.metadata(),  # the model's input with --canonical / --oriented applied
         "data": str(data),
         "data_sha256": task.sha256,
         "data_matches_training": task.sha256 == meta["data"]["sha256"],
