@@ -15,6 +15,7 @@ from cathnet.nn import (
     GlobalPool,
     NormNonlinearity,
     SE3Conv,
+    centre_weights,
     collapse,
 )
 
@@ -203,6 +204,33 @@ def test_global_pool_invariant():
     p = GlobalPool(T)
     assert p(x).shape == (2, T.n_fields)
     assert max_equivariance_error(p, T, None, x) < 1e-12
+
+
+def test_centre_pool_invariant_and_sees_the_centre():
+    """Means over balls about the grid centre: invariant under the cube rotations (odd and
+    even grids), unlike a ball about an off-centre point, and, unlike the global mean, they
+    change when the content is translated away from the centre."""
+    torch.manual_seed(6)
+    for n in (4, 5):
+        x = torch.randn(2, T.dim, n, n, n, dtype=torch.float64)
+        p = GlobalPool(T, radii=(1.0, 1.8))
+        assert p(x).shape == (2, 3 * T.n_fields) and p.out_type == FieldType([3 * T.n_fields])
+        assert max_equivariance_error(p, T, None, x) < 1e-12
+        assert torch.allclose(p(x)[:, : T.n_fields], GlobalPool(T)(x))  # first block: the global mean
+    weights = centre_weights((4, 4, 4), (1.0, 1.8))
+    assert weights.flatten(1).sum(1).allclose(torch.ones(3, dtype=torch.float64))
+    assert [int((w > 0).sum()) for w in weights] == [64, 8, 32]
+    ball = centre_weights((7, 7, 7), (1.0,))[1, :5, :5, :5]  # a ball about voxel (3, 3, 3) of a 5³ grid
+    x = torch.randn(2, T.dim, 5, 5, 5, dtype=torch.float64)
+    assert max_equivariance_error(lambda x: torch.einsum("bc...,...->bc", x[:, :2], ball), T, None, x) > 1e-3
+    bump = torch.zeros(1, T.dim, 6, 6, 6, dtype=torch.float64)
+    bump[:, :, 2:4, 2:4, 2:4] = 1.0
+    moved = torch.roll(bump, 2, dims=2)
+    assert torch.allclose(GlobalPool(T)(bump), GlobalPool(T)(moved))
+    p = GlobalPool(T, radii=(1.0,))
+    assert not torch.allclose(p(bump), p(moved))
+    with pytest.raises(ValueError, match="no voxel"):
+        GlobalPool(T, radii=(0.1,))(torch.zeros(1, T.dim, 4, 4, 4))
 
 
 @pytest.mark.parametrize("size", [3, 5, 7])

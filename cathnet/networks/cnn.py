@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cathnet.nn.pool import centre_weights
+
 __all__ = ["ResNet3d", "CompactCNN", "EnvironmentCNN", "resnet34", "compact", "env"]
 
 
@@ -85,8 +87,10 @@ class CompactCNN(nn.Module):
         widths: tuple[int, ...] = (16, 32, 64, 64),
         norm: str = "batch",
         dropout: float = 0.2,
+        centre_radii: tuple[float, ...] = (),
     ):
         super().__init__()
+        self.centre_radii = tuple(float(r) for r in centre_radii)
         layers, c = [], in_channels
         for i, width in enumerate(widths):
             kernel, stride = (5, 2) if i == 0 else (3, 2 if i == 1 else 1)
@@ -102,7 +106,8 @@ class CompactCNN(nn.Module):
 class EnvironmentCNN(nn.Module):
     """Plain CNN for residue environments, laid out like ``se3-env``: per stage a stride-2
     4³ conv then ``depth`` 3³ convs (16 → 8 → 4), a 3³ conv to ``head`` channels, global
-    average pooling, dropout, linear classifier."""
+    average pooling (and means over balls of ``centre_radii`` voxels about the centre, as
+    ``se3-env``), dropout, linear classifier."""
 
     def __init__(
         self,
@@ -113,8 +118,10 @@ class EnvironmentCNN(nn.Module):
         head: int = 64,
         norm: str = "batch",
         dropout: float = 0.2,
+        centre_radii: tuple[float, ...] = (),
     ):
         super().__init__()
+        self.centre_radii = tuple(float(r) for r in centre_radii)
         layers, c = [], in_channels
         for width in widths:
             layers += [nn.Conv3d(c, width, 4, stride=2, padding=1, bias=False), _norm(norm, width), nn.ReLU(inplace=True)]
@@ -123,10 +130,14 @@ class EnvironmentCNN(nn.Module):
             c = width
         layers += [_conv(c, head), _norm(norm, head), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head, n_classes))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head * (1 + len(self.centre_radii)), n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3, 4)))
+        y = self.features(x)
+        if not self.centre_radii:
+            return self.head(y.mean(dim=(2, 3, 4)))
+        w = centre_weights(tuple(y.shape[2:]), self.centre_radii, y.device).to(y.dtype)
+        return self.head(torch.einsum("bc...,k...->bkc", y, w).flatten(1))
 
 
 def resnet34(in_channels: int, n_classes: int, **kwargs) -> ResNet3d:

@@ -72,14 +72,16 @@ class ResBlock(nn.Module):
 
 
 class _Head(nn.Module):
-    """Final gated conv to scalars → global average pool → dropout → linear."""
+    """Final gated conv to scalars → global average pool (and means over balls of
+    ``centre_radii`` voxels about the centre) → dropout → linear."""
 
-    def __init__(self, t_in: FieldType, n_scalars: int, n_classes: int, kernel: int, dropout: float):
+    def __init__(self, t_in: FieldType, n_scalars: int, n_classes: int, kernel: int, dropout: float,
+                 centre_radii: Sequence[float] = ()):
         super().__init__()
         t = FieldType([n_scalars])
         self.conv = nn.Sequential(SE3Conv(t_in, t, kernel, bias=False, gain=GATE_GAIN), EquivariantBatchNorm(t), nn.ReLU())
-        self.pool = GlobalPool(t)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_scalars, n_classes))
+        self.pool = GlobalPool(t, radii=tuple(centre_radii))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_features, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.conv(x)))
@@ -169,7 +171,9 @@ class SE3Environment(_Invariant):
     stride-2 gated conv leaves the fine grid at once (16 → 8), ``depth`` gated convs per
     stage, a stride-2 step to the next stage (8 → 4), then a conv to scalars, global
     pooling and a linear classifier. Invariant logits: the Cα-centred environment may come
-    in any orientation."""
+    in any orientation. ``centre_radii`` (voxels of the last grid) adds means over balls
+    about the Cα to the global mean: rotations about the Cα, not translations, are the
+    environment's symmetry."""
 
     def __init__(
         self,
@@ -182,6 +186,7 @@ class SE3Environment(_Invariant):
         grid_size: int = 16,
         dropout: float = 0.1,
         head_dropout: float = 0.2,
+        centre_radii: Sequence[float] = (),
     ):
         super().__init__()
         n, t = grid_size, in_type
@@ -195,7 +200,7 @@ class SE3Environment(_Invariant):
             layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii)
 
 
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:

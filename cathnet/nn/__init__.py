@@ -13,7 +13,7 @@ from cathnet.nn.conv import SE3Conv, check_centred
 from cathnet.nn.field import FieldType
 from cathnet.nn.nonlinearity import Gate, NormNonlinearity
 from cathnet.nn.norm import EquivariantBatchNorm, FieldDropout, convert_sync_batchnorm
-from cathnet.nn.pool import EquivariantAvgPool, GlobalPool
+from cathnet.nn.pool import EquivariantAvgPool, GlobalPool, centre_weights
 
 __all__ = [
     "FieldType",
@@ -24,6 +24,7 @@ __all__ = [
     "FieldDropout",
     "EquivariantAvgPool",
     "GlobalPool",
+    "centre_weights",
     "check_centred",
     "collapse",
     "convert_sync_batchnorm",
