@@ -14,6 +14,7 @@ from cathnet.checkpoint import load_model
 from cathnet.errors import TrainError, UsageError
 from cathnet.fileio import atomic_write
 from cathnet.inference import predict, resolve_device
+from cathnet.networks import reads_frame
 from cathnet.precision import resolve_precision
 from cathnet.preprocess import Preprocessing
 from cathnet.so3 import random_rotation
@@ -83,6 +84,9 @@ def evaluate(
     if oriented is not None:
         if meta["task"] != "aa":
             raise TrainError("--oriented / --as-given apply to amino-acid (--task aa) models")
+        if not oriented and reads_frame(meta["network"]["config"]):
+            raise TrainError(f"{checkpoint}: the network reads its features in the backbone frame (readout=frame); "
+                             "--as-given does not apply")
         prep = replace(prep, oriented=oriented)
     task = make_task(meta["task"], data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
                      backbone_channels=prep.backbone_channels, canonical=prep.canonical, **asdict(prep.voxels))

@@ -100,6 +100,8 @@ class _Run:
             raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
         if config.oriented and config.augment:
             raise TrainError("--augment rotates the environments out of the backbone frame that --oriented puts them in")
+        if config.model_kwargs.get("readout") == "frame" and not config.oriented:
+            raise TrainError("--model-arg readout=frame reads field components in the residue's frame: it needs --oriented")
         self.augment = config.augment if config.augment is not None else (
             config.model not in networks.EQUIVARIANT and not config.oriented
         )

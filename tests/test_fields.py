@@ -9,6 +9,7 @@ import torch
 
 from cathnet import fields, load_model, so3
 from cathnet.data import build_dataset
+from cathnet.evaluate import evaluate
 from cathnet.grid import rotate_grid
 from cathnet.networks import build
 from cathnet.nn import FieldType
@@ -143,3 +144,39 @@ def test_train_and_predict_amino_acids_with_frame_fields(tmp_path):
     assert len(residues) > 10 and all(np.isclose(r.probabilities.sum(), 1, atol=1e-4) for r in residues)
     with pytest.raises(TrainError, match="backbone-channels"):
         train(replace(config, backbone_channels=False, out=str(tmp_path / "r2")))
+
+    # readout=frame: the head reads l = 1 components in the backbone frame
+    framed = replace(config, oriented=True, augment=False, out=str(tmp_path / "framed"),
+                     model_kwargs={**config.model_kwargs, "readout": "frame"})
+    with pytest.raises(TrainError, match="needs --oriented"):
+        train(replace(framed, oriented=False, out=str(tmp_path / "r3")))
+    train(framed)
+    model = load_model(tmp_path / "framed" / "best.json", precision="fp32")
+    s = read_structure(FIXTURES / "1fd3A00.pdb")
+    base = np.stack([r.probabilities for r in model.predict(s)])
+    R = so3.random_rotation(1, seed=3)[0]
+    moved = replace(s, coords=(s.coords.astype(np.float64) @ R.T).astype(np.float32))
+    turned = np.stack([r.probabilities for r in model.predict(moved)])
+    assert np.abs(turned - base).max() < 1e-3  # the frame rotates with the structure
+    with pytest.raises(TrainError, match="as-given"):
+        evaluate(tmp_path / "framed" / "best.json", path, oriented=False, device="cpu")
+
+
+def test_frame_readout_is_equivariant_inside_but_not_invariant_on_the_grid():
+    """``readout="frame"`` keeps every layer equivariant; its logits read l = 1 components, so
+    rotating the grid (components too) changes them, unlike the invariant readout's."""
+    torch.manual_seed(0)
+    t = FieldType.parse(fields.FRAME_TYPE)
+    x = torch.randn(2, t.dim, 16, 16, 16)
+    for readout, moves in (("invariant", False), ("frame", True)):
+        net = build("se3-env", in_channels=t.dim, n_classes=20, in_type=str(t), readout=readout).eval()
+        with torch.no_grad():
+            ref, feats = net(x), net.features(x)
+            out_type = net.head.conv[0].in_type
+            errs = [((net(t.transform(x, R)) - ref).norm() / ref.norm()).item() for R in CUBE[1:]]
+            feat_err = max(((net.features(t.transform(x, R)) - out_type.transform(feats, R)).norm() / feats.norm()).item()
+                           for R in CUBE[1:])
+        assert feat_err < 1e-5
+        assert (max(errs) > 1e-2) == moves, (readout, max(errs))
+    with pytest.raises(ValueError, match="readout"):
+        build("se3-env", in_channels=t.dim, n_classes=20, in_type=str(t), readout="pose")

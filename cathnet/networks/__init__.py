@@ -14,7 +14,8 @@ from torch import nn
 
 from cathnet.networks import cnn, ensemble, steerable
 
-__all__ = ["NETWORKS", "EQUIVARIANT", "GRID_SIZED", "available", "build", "from_config", "is_equivariant", "n_parameters"]
+__all__ = ["NETWORKS", "EQUIVARIANT", "GRID_SIZED", "available", "build", "from_config", "is_equivariant", "n_parameters",
+           "reads_frame"]
 
 #: name -> constructor(in_channels, n_classes, **kwargs)
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
@@ -61,6 +62,15 @@ def is_equivariant(config: dict[str, Any]) -> bool:
     if config["name"] == "ensemble":
         return all(is_equivariant(m) for m in config["members"])
     return config["name"] in EQUIVARIANT
+
+
+def reads_frame(config: dict[str, Any]) -> bool:
+    """Whether the network of ``config`` reads field components in the input's frame
+    (``readout="frame"``): its logits are invariant only for inputs in a frame that rotates
+    with the structure (an ensemble: any member)."""
+    if config["name"] == "ensemble":
+        return any(reads_frame(m) for m in config["members"])
+    return config.get("readout") == "frame"
 
 
 def n_parameters(model: nn.Module) -> int:

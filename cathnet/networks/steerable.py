@@ -73,18 +73,26 @@ class ResBlock(nn.Module):
 
 class _Head(nn.Module):
     """Final gated conv to scalars → global average pool (and means over balls of
-    ``centre_radii`` voxels about the centre) → dropout → linear."""
+    ``centre_radii`` voxels about the centre) → dropout → linear. With ``frame_readout``,
+    the classifier also reads the grid mean of every component of the input's l > 0 fields:
+    not invariants of the grid, but of the structure when the input is in a frame that
+    rotates with it (a residue's backbone frame)."""
 
     def __init__(self, t_in: FieldType, n_scalars: int, n_classes: int, kernel: int, dropout: float,
-                 centre_radii: Sequence[float] = ()):
+                 centre_radii: Sequence[float] = (), frame_readout: bool = False):
         super().__init__()
         t = FieldType([n_scalars])
         self.conv = nn.Sequential(SE3Conv(t_in, t, kernel, bias=False, gain=GATE_GAIN), EquivariantBatchNorm(t), nn.ReLU())
         self.pool = GlobalPool(t, radii=tuple(centre_radii))
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_features, n_classes))
+        self.n_frame = t_in.dim - t_in.mult(0) if frame_readout else 0
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_features + self.n_frame, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.conv(x)))
+        y = self.pool(self.conv(x))
+        if self.n_frame:
+            components = x[:, x.shape[1] - self.n_frame:].to(y.dtype).mean(dim=(2, 3, 4))
+            y = torch.cat([y, components], dim=1)
+        return self.classifier(y)
 
 
 class _Invariant(nn.Module):
@@ -173,7 +181,10 @@ class SE3Environment(_Invariant):
     pooling and a linear classifier. Invariant logits: the Cα-centred environment may come
     in any orientation. ``centre_radii`` (voxels of the last grid) adds means over balls
     about the Cα to the global mean: rotations about the Cα, not translations, are the
-    environment's symmetry."""
+    environment's symmetry. ``readout="frame"`` also reads the components of the last
+    stage's l > 0 fields (see ``_Head``): for environments in their backbone frame only,
+    where the features stay equivariant and the logits invariant under rotations of the
+    structure, though not under rotations of the grid."""
 
     def __init__(
         self,
@@ -187,8 +198,11 @@ class SE3Environment(_Invariant):
         dropout: float = 0.1,
         head_dropout: float = 0.2,
         centre_radii: Sequence[float] = (),
+        readout: str = "invariant",
     ):
         super().__init__()
+        if readout not in ("invariant", "frame"):
+            raise ValueError(f"readout must be 'invariant' or 'frame', got {readout!r}")
         n, t = grid_size, in_type
         layers: list[nn.Module] = []
         for w in widths:
@@ -200,7 +214,7 @@ class SE3Environment(_Invariant):
             layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii, readout == "frame")
 
 
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:
