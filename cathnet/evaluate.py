@@ -80,11 +80,14 @@ def evaluate(
         raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
     prep = Preprocessing.from_metadata(meta)
     if canonical is not None:
+        if canonical == "none" and reads_frame(meta["network"]["config"]) == "axes":
+            raise TrainError(f"{checkpoint}: the network reads its features along the principal axes (readout=axes); "
+                             "--canonical none does not apply")
         prep = replace(prep, canonical=None if canonical == "none" else canonical)
     if oriented is not None:
         if meta["task"] != "aa":
             raise TrainError("--oriented / --as-given apply to amino-acid (--task aa) models")
-        if not oriented and reads_frame(meta["network"]["config"]):
+        if not oriented and reads_frame(meta["network"]["config"]) == "frame":
             raise TrainError(f"{checkpoint}: the network reads its features in the backbone frame (readout=frame); "
                              "--as-given does not apply")
         prep = replace(prep, oriented=oriented)

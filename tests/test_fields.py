@@ -108,6 +108,38 @@ def test_train_and_predict_with_fields(tmp_path):
     with pytest.raises(TrainError, match="ca-ss"):
         train(replace(config, data=str(tmp_path / "ca.npz"), out=str(tmp_path / "r2")))
 
+    # readout=axes: absolute components along the principal axes, which rotate with the structure
+    axes = replace(config, canonical="principal", out=str(tmp_path / "axes"),
+                   model_kwargs={**config.model_kwargs, "readout": "axes"})
+    with pytest.raises(TrainError, match="needs --canonical principal"):
+        train(replace(axes, canonical=None, out=str(tmp_path / "r3")))
+    train(axes)
+    model = load_model(tmp_path / "axes" / "best.json", precision="fp32")
+    s = read_structure(FIXTURES / "1fd3A00.pdb")
+    probs = []
+    for R in [np.eye(3), *so3.random_rotation(2, seed=4)]:
+        moved = replace(s, coords=(s.coords.astype(np.float64) @ R.T).astype(np.float32))
+        probs.append(model.softmax(torch.from_numpy(model.grids(moved)[0])))
+    assert max(np.abs(p - probs[0]).max() for p in probs[1:]) < 1e-4
+    with pytest.raises(TrainError, match="canonical none"):
+        evaluate(tmp_path / "axes" / "best.json", path, canonical="none", device="cpu")
+
+
+def test_axes_readout_is_invariant_under_the_axes_sign_flips_only():
+    """``readout="axes"`` reads absolute l > 0 components: 180° turns about the grid axes
+    (the principal frame's sign ambiguity) leave the logits alone, other cube rotations don't."""
+    torch.manual_seed(0)
+    ca, ss, d = _domain()
+    model = build("se3-compact", in_channels=T.dim, n_classes=10, in_type=str(T), readout="axes")
+    grids = _grids(ca, ss, d, list(CUBE))
+    with torch.no_grad():
+        model.train()(grids)  # batch-norm statistics of real inputs
+        out = model.eval()(grids)
+    errs = ((out - out[:1]).norm(dim=1) / out[:1].norm()).numpy()
+    flips = np.array([np.allclose(np.abs(np.diag(R)), 1) for R in CUBE])
+    assert flips.sum() == 4
+    assert errs[flips].max() < 1e-6 and errs[~flips].min() > max(1e-5, 100 * errs[flips].max()), errs
+
 
 def _envs(n=4):
     from cathnet.environments import pad_environments, residue_environments

@@ -64,13 +64,15 @@ def is_equivariant(config: dict[str, Any]) -> bool:
     return config["name"] in EQUIVARIANT
 
 
-def reads_frame(config: dict[str, Any]) -> bool:
-    """Whether the network of ``config`` reads field components in the input's frame
-    (``readout="frame"``): its logits are invariant only for inputs in a frame that rotates
-    with the structure (an ensemble: any member)."""
+def reads_frame(config: dict[str, Any]) -> str | None:
+    """How the network of ``config`` reads field components in the input's frame: "frame"
+    (a frame that rotates with the structure: a residue's backbone), "axes" (principal axes,
+    up to their signs), or None (invariants only). An ensemble: its members' (one kind)."""
     if config["name"] == "ensemble":
-        return any(reads_frame(m) for m in config["members"])
-    return config.get("readout") == "frame"
+        kinds = {reads_frame(m) for m in config["members"]} - {None}
+        return kinds.pop() if kinds else None
+    readout = config.get("readout", "invariant")
+    return None if readout == "invariant" else readout
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -18,6 +18,9 @@ from cathnet.nn import EquivariantAvgPool, EquivariantBatchNorm, FieldDropout, F
 __all__ = ["SE3ResNet", "SE3Compact", "SE3Environment", "se3resnet34", "se3_compact", "se3_env", "input_type"]
 
 GATE_GAIN = 2**0.5
+#: how the head reads the last features: invariants only, or also l > 0 components in the
+#: input's frame (signed: a frame fixed by the structure; absolute: principal axes)
+READOUTS = ("invariant", "frame", "axes")
 
 
 def input_type(in_channels: int, in_type: str | None) -> FieldType:
@@ -73,25 +76,30 @@ class ResBlock(nn.Module):
 
 class _Head(nn.Module):
     """Final gated conv to scalars → global average pool (and means over balls of
-    ``centre_radii`` voxels about the centre) → dropout → linear. With ``frame_readout``,
+    ``centre_radii`` voxels about the centre) → dropout → linear. With ``readout="frame"``,
     the classifier also reads the grid mean of every component of the input's l > 0 fields:
     not invariants of the grid, but of the structure when the input is in a frame that
-    rotates with it (a residue's backbone frame)."""
+    rotates with it (a residue's backbone frame). ``readout="axes"``: their absolute values,
+    which 180° turns about the grid axes keep (every real spherical harmonic is even or odd
+    in each coordinate), for frames known up to the signs of their axes (principal axes)."""
 
     def __init__(self, t_in: FieldType, n_scalars: int, n_classes: int, kernel: int, dropout: float,
-                 centre_radii: Sequence[float] = (), frame_readout: bool = False):
+                 centre_radii: Sequence[float] = (), readout: str = "invariant"):
         super().__init__()
         t = FieldType([n_scalars])
         self.conv = nn.Sequential(SE3Conv(t_in, t, kernel, bias=False, gain=GATE_GAIN), EquivariantBatchNorm(t), nn.ReLU())
         self.pool = GlobalPool(t, radii=tuple(centre_radii))
-        self.n_frame = t_in.dim - t_in.mult(0) if frame_readout else 0
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        self.readout = readout
+        self.n_frame = 0 if readout == "invariant" else t_in.dim - t_in.mult(0)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_features + self.n_frame, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pool(self.conv(x))
         if self.n_frame:
             components = x[:, x.shape[1] - self.n_frame:].to(y.dtype).mean(dim=(2, 3, 4))
-            y = torch.cat([y, components], dim=1)
+            y = torch.cat([y, components.abs() if self.readout == "axes" else components], dim=1)
         return self.classifier(y)
 
 
@@ -142,7 +150,9 @@ class SE3Compact(_Invariant):
     """A steerable network sized for CPU training: it leaves 50³ at once (4³ stride-2
     conv, 50 → 25), steps to 13³ and 7³ with 3³ strided convs and does its work there with
     few, wide gated layers of orders 0-2, then a conv to scalars, global pooling and a
-    linear classifier. About 1 GFLOP per 50³ sample forward."""
+    linear classifier. About 1 GFLOP per 50³ sample forward. ``readout="axes"`` also reads
+    the absolute components of the last l > 0 fields (see ``_Head``): for structures in
+    their principal-axes frame only (``--canonical principal``)."""
 
     def __init__(
         self,
@@ -154,6 +164,7 @@ class SE3Compact(_Invariant):
         grid_size: int = 50,
         dropout: float = 0.1,
         head_dropout: float = 0.3,
+        readout: str = "invariant",
     ):
         super().__init__()
         types = [FieldType(w) for w in widths]
@@ -171,7 +182,7 @@ class SE3Compact(_Invariant):
                 layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, readout=readout)
 
 
 class SE3Environment(_Invariant):
@@ -201,8 +212,6 @@ class SE3Environment(_Invariant):
         readout: str = "invariant",
     ):
         super().__init__()
-        if readout not in ("invariant", "frame"):
-            raise ValueError(f"readout must be 'invariant' or 'frame', got {readout!r}")
         n, t = grid_size, in_type
         layers: list[nn.Module] = []
         for w in widths:
@@ -214,7 +223,7 @@ class SE3Environment(_Invariant):
             layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii, readout == "frame")
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii, readout)
 
 
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:
