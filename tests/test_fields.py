@@ -89,6 +89,16 @@ def test_steerable_network_on_fields_is_invariant():
     assert bad > 100 * err
 
 
+def _train_readout(config, tmp_path, readout, refusal, **frame):
+    """Train ``config`` with ``readout`` and the input ``frame`` it needs (refused without
+    it); the fp32 model and the structure to rotate."""
+    kwargs = {**config.model_kwargs, "readout": readout}
+    with pytest.raises(TrainError, match=refusal):
+        train(replace(config, out=str(tmp_path / "no-frame"), model_kwargs=kwargs))
+    train(replace(config, out=str(tmp_path / readout), model_kwargs=kwargs, **frame))
+    return load_model(tmp_path / readout / "best.json", precision="fp32"), read_structure(FIXTURES / "1fd3A00.pdb")
+
+
 def test_train_and_predict_with_fields(tmp_path):
     path = tmp_path / "ss.npz"
     build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1, atoms="ca-ss")
@@ -109,13 +119,7 @@ def test_train_and_predict_with_fields(tmp_path):
         train(replace(config, data=str(tmp_path / "ca.npz"), out=str(tmp_path / "r2")))
 
     # readout=axes: absolute components along the principal axes, which rotate with the structure
-    axes = replace(config, canonical="principal", out=str(tmp_path / "axes"),
-                   model_kwargs={**config.model_kwargs, "readout": "axes"})
-    with pytest.raises(TrainError, match="needs --canonical principal"):
-        train(replace(axes, canonical=None, out=str(tmp_path / "r3")))
-    train(axes)
-    model = load_model(tmp_path / "axes" / "best.json", precision="fp32")
-    s = read_structure(FIXTURES / "1fd3A00.pdb")
+    model, s = _train_readout(config, tmp_path, "axes", "needs --canonical principal", canonical="principal")
     probs = []
     for R in [np.eye(3), *so3.random_rotation(2, seed=4)]:
         moved = replace(s, coords=(s.coords.astype(np.float64) @ R.T).astype(np.float32))
@@ -178,20 +182,14 @@ def test_train_and_predict_amino_acids_with_frame_fields(tmp_path):
         train(replace(config, backbone_channels=False, out=str(tmp_path / "r2")))
 
     # readout=frame: the head reads l = 1 components in the backbone frame
-    framed = replace(config, oriented=True, augment=False, out=str(tmp_path / "framed"),
-                     model_kwargs={**config.model_kwargs, "readout": "frame"})
-    with pytest.raises(TrainError, match="needs --oriented"):
-        train(replace(framed, oriented=False, out=str(tmp_path / "r3")))
-    train(framed)
-    model = load_model(tmp_path / "framed" / "best.json", precision="fp32")
-    s = read_structure(FIXTURES / "1fd3A00.pdb")
+    model, s = _train_readout(config, tmp_path, "frame", "needs --oriented", oriented=True, augment=False)
     base = np.stack([r.probabilities for r in model.predict(s)])
     R = so3.random_rotation(1, seed=3)[0]
     moved = replace(s, coords=(s.coords.astype(np.float64) @ R.T).astype(np.float32))
     turned = np.stack([r.probabilities for r in model.predict(moved)])
     assert np.abs(turned - base).max() < 1e-3  # the frame rotates with the structure
     with pytest.raises(TrainError, match="as-given"):
-        evaluate(tmp_path / "framed" / "best.json", path, oriented=False, device="cpu")
+        evaluate(tmp_path / "frame" / "best.json", path, oriented=False, device="cpu")
 
 
 def test_frame_readout_is_equivariant_inside_but_not_invariant_on_the_grid():
