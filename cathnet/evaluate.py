@@ -78,16 +78,16 @@ def evaluate(
     model, meta = load_model(checkpoint, dev)
     if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
         raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
-    prep = Preprocessing.from_metadata(meta)
+    prep, readout = Preprocessing.from_metadata(meta), reads_frame(meta["network"]["config"])
     if canonical is not None:
-        if canonical == "none" and reads_frame(meta["network"]["config"]) == "axes":
+        if canonical == "none" and readout == "axes":
             raise TrainError(f"{checkpoint}: the network reads its features along the principal axes (readout=axes); "
                              "--canonical none does not apply")
         prep = replace(prep, canonical=None if canonical == "none" else canonical)
     if oriented is not None:
         if meta["task"] != "aa":
             raise TrainError("--oriented / --as-given apply to amino-acid (--task aa) models")
-        if not oriented and reads_frame(meta["network"]["config"]) == "frame":
+        if not oriented and readout == "frame":
             raise TrainError(f"{checkpoint}: the network reads its features in the backbone frame (readout=frame); "
                              "--as-given does not apply")
         prep = replace(prep, oriented=oriented)

@@ -100,9 +100,10 @@ class _Run:
             raise TrainError(f"--model: unknown network {config.model!r}; available: {', '.join(networks.available())}")
         if config.oriented and config.augment:
             raise TrainError("--augment rotates the environments out of the backbone frame that --oriented puts them in")
-        if config.model_kwargs.get("readout") == "frame" and not config.oriented:
+        readout = networks.reads_frame({"name": config.model, **config.model_kwargs})
+        if readout == "frame" and not config.oriented:
             raise TrainError("--model-arg readout=frame reads field components in the residue's frame: it needs --oriented")
-        if config.model_kwargs.get("readout") == "axes" and config.canonical is None:
+        if readout == "axes" and config.canonical is None:
             raise TrainError("--model-arg readout=axes reads field components along the principal axes: "
                              "it needs --canonical principal")
         self.augment = config.augment if config.augment is not None else (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cathnet.nn.pool import centre_weights
+from cathnet.nn.pool import centre_pool
 
 __all__ = ["ResNet3d", "CompactCNN", "EnvironmentCNN", "resnet34", "compact", "env"]
 
@@ -87,10 +87,8 @@ class CompactCNN(nn.Module):
         widths: tuple[int, ...] = (16, 32, 64, 64),
         norm: str = "batch",
         dropout: float = 0.2,
-        centre_radii: tuple[float, ...] = (),
     ):
         super().__init__()
-        self.centre_radii = tuple(float(r) for r in centre_radii)
         layers, c = [], in_channels
         for i, width in enumerate(widths):
             kernel, stride = (5, 2) if i == 0 else (3, 2 if i == 1 else 1)
@@ -133,11 +131,7 @@ class EnvironmentCNN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head * (1 + len(self.centre_radii)), n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.features(x)
-        if not self.centre_radii:
-            return self.head(y.mean(dim=(2, 3, 4)))
-        w = centre_weights(tuple(y.shape[2:]), self.centre_radii, y.device).to(y.dtype)
-        return self.head(torch.einsum("bc...,k...->bkc", y, w).flatten(1))
+        return self.head(centre_pool(self.features(x), self.centre_radii))
 
 
 def resnet34(in_channels: int, n_classes: int, **kwargs) -> ResNet3d:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from cathnet.nn.conv import check_centred
 from cathnet.nn.field import FieldType
 
-__all__ = ["EquivariantAvgPool", "GlobalPool", "centre_weights"]
+__all__ = ["EquivariantAvgPool", "GlobalPool", "centre_pool", "centre_weights"]
 
 
 class EquivariantAvgPool(nn.Module):
@@ -43,6 +43,15 @@ def centre_weights(shape: tuple[int, ...], radii: tuple[float, ...], device: tor
     return masks / masks.flatten(1).sum(1).view(-1, *[1] * len(shape))
 
 
+def centre_pool(x: torch.Tensor, radii: tuple[float, ...]) -> torch.Tensor:
+    """(B, C × (1 + len(radii))) means of (B, C, *grid) over the grid, then over each ball
+    of :func:`centre_weights`; without ``radii``, the plain spatial mean."""
+    if not radii:
+        return x.mean(tuple(range(2, x.dim())))
+    w = centre_weights(tuple(x.shape[2:]), radii, x.device).to(x.dtype)
+    return torch.einsum("bc...,k...->bkc", x, w).flatten(1)
+
+
 class GlobalPool(nn.Module):
     """Global average pooling to rotation invariants: the spatial mean of every scalar and
     the spatial mean of the norm of every l > 0 field; (B, n_fields), computed in fp32
@@ -61,11 +70,7 @@ class GlobalPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scalars, high = x.to(torch.promote_types(x.dtype, torch.float32)).split([self.field_type.mult(0), self.high.dim], dim=1)
         norms = [f.square().sum(2).add(self.eps).sqrt() for f in self.high.split(high).values()]
-        fields = torch.cat([scalars, *norms], dim=1)  # (B, n_fields, *grid)
-        if not self.radii:
-            return fields.mean(tuple(range(2, x.dim())))
-        w = centre_weights(tuple(x.shape[2:]), self.radii, x.device).to(fields.dtype)
-        return torch.einsum("bc...,k...->bkc", fields, w).flatten(1)
+        return centre_pool(torch.cat([scalars, *norms], dim=1), self.radii)
 
     @property
     def out_features(self) -> int:
