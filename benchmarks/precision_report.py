@@ -7,7 +7,8 @@ runs).
 
 * Equivariance: max over the 24 cube rotations of |f(R x) − f(x)| / |f(x)| of the logits of
   each shipped network (collapsed, as loaded) on fixture inputs, in fp32 and under bf16
-  autocast, and the bf16 logits' distance from the fp32 ones.
+  autocast, and the bf16 logits' distance from the fp32 ones; for a network whose head
+  reads the backbone frame, |f(R x) − D(R) f(x)| / |f(x)| of its equivariant features.
 * Agreement: top-1 of ``cath-arch`` on the first ``--domains`` pool files (sorted), and
   per residue of ``aa-propensity`` on the first ``--aa-files``; largest |Δp| of the reported
   probabilities.
@@ -29,17 +30,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _equivariance(model, x, precision: str) -> tuple[float, "object"]:
+    """Largest relative error over the 24 cube rotations, and the unrotated logits. The error
+    is the logits', or for a network whose head reads the frame (``readout="frame"``, not a
+    grid invariant by design) its equivariant features', rotated with their field type."""
     import torch
 
     from cathnet import so3
+    from cathnet.checkpoint import load_model as load_checkpoint
+    from cathnet.models import models_dir
+    from cathnet.networks import reads_frame
     from cathnet.networks.steerable import input_type
     from cathnet.precision import autocast
 
     t = input_type(x.shape[1], model.preprocessing.in_type)  # oriented input fields rotate their components too
-    batch = torch.cat([t.transform(x, R) for R in so3.cube_rotations()])
+    rotations = so3.cube_rotations()
+    batch = torch.cat([t.transform(x, R) for R in rotations])
+    f = model.network
+    if reads_frame(model.meta["network"]["config"]):
+        out_type = load_checkpoint(models_dir() / model.meta["name"])[0].head.conv[0].in_type
+        f = model.network.features
     with torch.no_grad(), autocast(precision, torch.device("cpu")):
-        out = model.network(batch).float()
-    return ((out - out[:1]).norm(dim=1) / out[:1].norm()).max().item(), out[:1]
+        out, logits = f(batch).float(), model.network(x).float()
+    ref = out[:1]
+    if f is model.network:
+        return ((out - ref).norm(dim=1) / ref.norm()).max().item(), logits
+    err = max(((o[None] - out_type.transform(ref, R)).norm() / ref.norm()).item() for o, R in zip(out, rotations))
+    return err, logits
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,6 +56,18 @@ def main() -> None:
                          f"not the model's {meta['input']}")
     if evaluation["data_sha256"] != meta["data"]["sha256"]:
         raise SystemExit(f"{args.evaluation}: evaluated on other data than the model was trained on")
+    baselines = [read_json(p) for p in args.baseline]
+    for b in baselines:
+        same = [b["data_sha256"], b["splits"], b["n"], b.get("max_items_seed")] == [
+            evaluation["data_sha256"], evaluation["splits"], evaluation["n"], evaluation.get("max_items_seed")]
+        if not same:
+            raise SystemExit(f"baseline {b['checkpoint']}: evaluated on other data, splits or items")
+    extra = {}  # read before anything is written
+    for item in args.metrics:
+        key, _, path = item.partition("=")
+        if not key or not path:
+            parser.error(f"--metrics {item!r}: expected KEY=FILE.json")
+        extra[key] = json.loads(Path(path).read_text())  # any JSON value (e.g. a list of baselines)
     weights = models_dir() / f"{args.name}.safetensors"
     shutil.copyfile(stem.with_name(meta["weights"]["file"]), weights)
     if hashlib.sha256(weights.read_bytes()).hexdigest() != meta["weights"]["sha256"]:
@@ -82,23 +94,13 @@ def main() -> None:
             "command": args.eval_command,
         },
     }
-    baselines = [read_json(p) for p in args.baseline]
-    for b in baselines:
-        same = [b["data_sha256"], b["splits"], b["n"], b.get("max_items_seed")] == [
-            evaluation["data_sha256"], evaluation["splits"], evaluation["n"], evaluation.get("max_items_seed")]
-        if not same:
-            raise SystemExit(f"baseline {b['checkpoint']}: evaluated on other data, splits or items")
     if baselines:
         meta["metrics"]["baseline"] = [
             {k: b.get(k) for k in ("network", "n_parameters", "input", "accuracy", "top3_accuracy", "macro_f1",
                                    "log_loss", "rotation")}
             for b in baselines
         ]
-    for item in args.metrics:
-        key, _, path = item.partition("=")
-        if not key or not path:
-            parser.error(f"--metrics {item!r}: expected KEY=FILE.json")
-        meta["metrics"][key] = json.loads(Path(path).read_text())  # any JSON value (e.g. a list of baselines)
+    meta["metrics"].update(extra)
     write_json(models_dir() / f"{args.name}.json", meta)
     model = load_model(args.name)
     print(f"released {args.name}: {model.meta['network']['name']}, test accuracy {evaluation['accuracy']:.3f}")
