@@ -36,8 +36,6 @@ def _equivariance(model, x, precision: str) -> tuple[float, "object"]:
     import torch
 
     from cathnet import so3
-    from cathnet.checkpoint import load_model as load_checkpoint
-    from cathnet.models import models_dir
     from cathnet.networks import reads_frame
     from cathnet.networks.steerable import input_type
     from cathnet.precision import autocast
@@ -45,16 +43,15 @@ def _equivariance(model, x, precision: str) -> tuple[float, "object"]:
     t = input_type(x.shape[1], model.preprocessing.in_type)  # oriented input fields rotate their components too
     rotations = so3.cube_rotations()
     batch = torch.cat([t.transform(x, R) for R in rotations])
-    f = model.network
+    f, out_type = model.network, None
     if reads_frame(model.meta["network"]["config"]):
-        out_type = load_checkpoint(models_dir() / model.meta["name"])[0].head.conv[0].in_type
         f = model.network.features
+        out_type = f[-1].out_type
     with torch.no_grad(), autocast(precision, torch.device("cpu")):
         out, logits = f(batch).float(), model.network(x).float()
     ref = out[:1]
-    if f is model.network:
-        return ((out - ref).norm(dim=1) / ref.norm()).max().item(), logits
-    err = max(((o[None] - out_type.transform(ref, R)).norm() / ref.norm()).item() for o, R in zip(out, rotations))
+    err = max(((o[None] - (ref if out_type is None else out_type.transform(ref, R))).norm() / ref.norm()).item()
+              for o, R in zip(out, rotations))
     return err, logits
 
 

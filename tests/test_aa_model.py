@@ -62,19 +62,18 @@ def test_shipped_network_equivariant_under_24_cube_rotations(model, envs):
     frame's order-1 input fields rotate with the grid, D¹(R) = R), while the logits are not
     invariants of the grid: they are of the structure, whose frame rotates with it. Rotating
     only the voxels, components left as they were, is not a rotation of the environment."""
-    network, _ = load_checkpoint(models_dir() / "aa-propensity")
-    network.eval()
     assert model.meta["training"]["model_kwargs"]["readout"] == "frame"
+    features = model.network.features  # collapsed, as shipped
     x = model.grids(envs)
     in_type = FieldType.parse(model.preprocessing.in_type)
-    out_type = network.head.conv[0].in_type
+    out_type = features[-1].out_type
     assert in_type.dim == x.shape[1] and in_type.lmax == 1 and out_type.lmax == 2
     with torch.no_grad():
-        feats, logits = network.features(x), model.network(x)
+        feats, logits = features(x), model.network(x)
         scale = feats.flatten(1).norm(dim=1)
 
         def feature_error(rotate_components: bool) -> float:
-            return max(((network.features(in_type.transform(x, R) if rotate_components else rotate_grid(x, R))
+            return max(((features(in_type.transform(x, R) if rotate_components else rotate_grid(x, R))
                          - out_type.transform(feats, R)).flatten(1).norm(dim=1) / scale).max().item()
                        for R in so3.cube_rotations())
 
