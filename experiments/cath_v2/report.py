@@ -20,6 +20,7 @@ from pathlib import Path
 #: (network, input, σ in Å, validation-split-8 evaluation, test-split-9 evaluation), files relative to EVAL_DIR
 ABLATION = [
     ("`se3-compact` (v1)", "Cα typed helix/strand/coil: 3 scalars", 1.0, "../v1-cath-arch-val8", "v1-test9"),
+    ("`se3-compact`", "Cα typed helix/strand/coil: 3 scalars", 1.5, "se3-ca-ss-s1.5-val8", "se3-ca-ss-s1.5-test9"),
     ("`se3-compact`", "+ ss-orientation fields (l = 1, 2)", 1.0, "../v2-fields-s1.0/val8", "fields-s1.0-test9"),
     ("`se3-compact`", "+ ss-orientation fields (l = 1, 2)", 1.5, "fold8-val", "fold8-test9"),
     ("`cnn-compact`", "Cα typed helix/strand/coil: 3 scalars", 1.5, "cnn-ca-ss-val8", "cnn-ca-ss-test9"),
