@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cathnet import nn as enn
 from cathnet.checkpoint import load_model
 from cathnet.errors import TrainError, UsageError
-from cathnet.fileio import atomic_write
-from cathnet.inference import predict, resolve_device
+from cathnet.fileio import atomic_save_npz, atomic_write
+from cathnet.inference import channels_last, predict, resolve_device
 from cathnet.networks import reads_frame
 from cathnet.precision import resolve_precision
 from cathnet.preprocess import Preprocessing
@@ -58,6 +59,7 @@ def evaluate(
     max_items: int | None = None,
     canonical: str | None = None,
     oriented: bool | None = None,
+    logits_path: str | Path | None = None,
     on_start=None,
     on_batch=None,
 ) -> dict:
@@ -68,7 +70,8 @@ def evaluate(
     sample of that many items (e.g. residues). ``canonical``: ``principal`` or ``none``
     overrides the model's canonical frame (:mod:`cathnet.canonical`); ``oriented`` overrides whether
     an amino-acid model's environments are turned into their backbone frames. ``precision``: auto, fp32 or bf16
-    (:mod:`cathnet.precision`). ``on_start(n_items)`` and ``on_batch(n)``
+    (:mod:`cathnet.precision`). ``logits_path``: also write the unrotated logits as .npz (``items``: dataset
+    indices, ``labels``, ``logits``) for analyses of one's own. ``on_start(n_items)`` and ``on_batch(n)``
     report progress."""
     try:
         dev = resolve_device(device)
@@ -76,6 +79,10 @@ def evaluate(
     except UsageError as exc:
         raise TrainError(str(exc)) from None
     model, meta = load_model(checkpoint, dev)
+    model = enn.collapse(model)  # plain conv3d, as in prediction
+    layout = torch.channels_last_3d if channels_last(dev, precision) else None
+    if layout is not None:
+        model = model.to(memory_format=layout)  # type: ignore[call-overload]  # stubs lack memory_format
     if not isinstance(meta.get("data"), dict) or not {"sha256", "test_splits"} <= set(meta["data"]):
         raise TrainError(f"{checkpoint}: the metadata lacks data.sha256 and data.test_splits (not a trained model)")
     prep, readout = Preprocessing.from_metadata(meta), reads_frame(meta["network"]["config"])
@@ -113,9 +120,11 @@ def evaluate(
 
     def run(R=None):
         return predict(model, task, items, device=dev, batch_size=batch_size, rotations=R, on_batch=on_batch,
-                       precision=precision)
+                       precision=precision, layout=layout)
 
     logits = run()
+    if logits_path is not None:
+        atomic_save_npz(logits_path, items=items, labels=y, logits=logits.numpy())
     reference = logits.argmax(1).numpy()
     result = classification_metrics(y, reference, len(codes))
     top3 = logits.topk(min(3, len(codes)), dim=1).indices.numpy()

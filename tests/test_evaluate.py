@@ -1,6 +1,7 @@
 import fcntl
 import json
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -67,6 +68,19 @@ def test_cli_evaluate_writes_json_and_png(model, tmp_path):
     saved = json.loads(result.read_text())
     assert {"accuracy", "precision", "recall", "f1", "confusion", "rotation", "classes"} <= set(saved)
     assert result.with_suffix(".png").read_bytes().startswith(PNG)
+    logits = tmp_path / "logits.npz"
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--rotations", "0", "--device", "cpu",
+                                 "--logits", str(logits)])
+    assert r.exit_code == 0, r.output
+    with np.load(logits) as saved_logits:  # the metrics follow from the saved logits
+        assert saved_logits["logits"].shape == (saved["n"], 10) and len(saved_logits["items"]) == saved["n"]
+        predicted = saved_logits["logits"].argmax(1)
+        assert np.mean(predicted == saved_logits["labels"]) == pytest.approx(saved["accuracy"])
+        assert classification_metrics(saved_logits["labels"], predicted, 10)["confusion"] == saved["confusion"]
+    before = Path(data).read_bytes()
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--logits", str(data)])
+    assert r.exit_code == 2 and "refusing to overwrite" in re.sub(r"[\s│]+", " ", r.output)  # never the input
+    assert Path(data).read_bytes() == before
     r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "missing.json"), "--data", str(data)])
     assert r.exit_code == 1 and "missing.json: no such file" in r.output and "Traceback" not in r.output
 

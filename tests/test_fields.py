@@ -162,7 +162,7 @@ def test_frame_fields_are_the_backbone_directions_and_rotate_exactly():
     n_dir = e.coords[e.channels == 4][0] / np.linalg.norm(e.coords[e.channels == 4][0])
     centre = g[0, 8:11].sum((1, 2, 3)).numpy()  # the Cα→N field: a unit Gaussian times the direction
     np.testing.assert_allclose(centre / np.linalg.norm(centre), n_dir, atol=1e-5)
-    errs = [(fields.voxelize_frame(c, m, ch, rotations=torch.as_tensor(R)[None].expand(4, 3, 3), **kw)
+    errs = [(fields.voxelize_frame(c, m, ch, rotations=torch.tensor(R)[None].expand(4, 3, 3), **kw)
              - TF.transform(g, R)).abs().max().item() for R in CUBE]
     assert max(errs) < 1e-6
 

@@ -1,4 +1,5 @@
 """The released CATH architecture model and `cathnet predict`."""
+import copy
 import json
 from dataclasses import replace
 
@@ -43,6 +44,20 @@ def test_collapsed_equals_uncollapsed(model):
         a, b = model.network(x), network.eval()(x)
     assert not any(type(m).__name__ == "SE3Conv" for m in model.network.modules())
     assert ((a - b).norm() / b.norm()).item() <= 1e-5
+
+
+def test_fp32_on_cpu_runs_channels_last_with_the_same_probabilities():
+    """fp32 on CPU: network and inputs in channels_last_3d (faster there); bf16 stays contiguous."""
+    fp32 = cathnet.load_model("cath-arch", precision="fp32")
+    kernels = [p for p in fp32.network.parameters() if p.dim() == 5]
+    assert fp32.channels_last and kernels
+    assert all(k.is_contiguous(memory_format=torch.channels_last_3d) and not k.is_contiguous() for k in kernels)
+    g = np.stack([fp32.grid(read_structure(p))[0] for p in CATH[:3]])
+    contiguous = copy.deepcopy(fp32.network).to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        reference = torch.softmax(contiguous(torch.from_numpy(g)), dim=1).numpy()
+    assert np.abs(fp32.probabilities(g) - reference).max() <= 1e-5
+    assert not cathnet.load_model("cath-arch", precision="bf16").channels_last
 
 
 def test_shipped_network_invariant_under_24_cube_rotations(model):

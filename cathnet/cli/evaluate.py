@@ -31,6 +31,7 @@ def evaluate(
     oriented: bool = typer.Option(None, "--oriented/--as-given", help="Amino-acid models: turn every environment into its residue's backbone frame, or keep the structure's axes (default: the model's)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write all metrics as JSON."),
     png: Path | None = typer.Option(None, "--png", help="Confusion-matrix PNG (default: next to -o)."),
+    logits: Path | None = typer.Option(None, "--logits", help="Also write the unrotated logits as .npz (items, labels, logits)."),
 ) -> None:
     """Test a model: accuracy, per-class P/R/F1, confusion matrix, rotation robustness.
 
@@ -47,13 +48,14 @@ def evaluate(
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         model = resolve_model(checkpoint)
-        refuse_overwrite([output, png], [data, *model_files(model)], "-o/--png")
+        refuse_overwrite([output, png, logits], [data, *model_files(model)], "-o/--png/--logits")
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
             bar = progress.add_task("evaluate", total=None)
             result = run_evaluation(
                 model, data, splits=None if splits is None else list(parse_splits(splits, "--splits")),
                 rotations=rotations, batch_size=batch_size, device=device, precision=precision.value, seed=seed,
                 max_items=max_items, canonical=None if canonical is None else canonical.value, oriented=oriented,
+                logits_path=logits,
                 on_start=lambda n: progress.update(bar, total=n), on_batch=lambda n: progress.advance(bar, n),
             )
     except CathnetError as exc:
@@ -72,7 +74,7 @@ def evaluate(
     except OSError as exc:
         report_error(exc.filename or output or png, exc.strerror or str(exc))
         raise typer.Exit(1) from None
-    for path in (output, png):
+    for path in (output, png, logits):
         if path:
             console.print(f"wrote {path}")
 
