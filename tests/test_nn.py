@@ -318,7 +318,7 @@ def test_every_layer_states_its_types():
 
 
 def test_representation_follows_a_tensor_rotation():
-    R = torch.as_tensor(CUBE[5], dtype=torch.float64)
+    R = torch.tensor(CUBE[5], dtype=torch.float64)
     rho = T.representation(R)
     assert rho.dtype == torch.float64 and rho.shape == (T.dim, T.dim)
     assert T.representation(CUBE[5]).dtype == torch.float32
