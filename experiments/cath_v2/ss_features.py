@@ -122,44 +122,41 @@ def scores(model, x, y) -> dict:
             "log_loss": float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())}
 
 
-def combine(arrays: dict) -> list[dict]:
-    """Top-1 of the weighted geometric mean of network and feature probabilities, out of fold."""
-    logits = Path(__file__).parent / "eval" / "logits"
-    net, feat, labels = [], [], []
+def out_of_fold(arrays: dict) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per fold 6, 7, 8: the network's and the feature model's out-of-fold log-probabilities,
+    the labels and the dataset indices (``eval/logits/foldK.npz`` against ``arrays``)."""
+    folds = {}
     for k in (6, 7, 8):
-        with np.load(logits / f"fold{k}.npz") as f:
+        with np.load(Path(__file__).parent / "eval" / "logits" / f"fold{k}.npz") as f:
             if not np.array_equal(f["items"], arrays[f"items{k}"]):
                 raise SystemExit(f"fold {k}: the network's logits are of other domains")
             z = f["logits"].astype(np.float64)
-            net.append(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
-            feat.append(np.log(np.maximum(arrays[f"prob{k}"], 1e-9)))
-            labels.append(f["labels"])
+            folds[k] = (z - np.logaddexp.reduce(z, axis=1, keepdims=True),
+                        np.log(np.maximum(arrays[f"prob{k}"], 1e-9)), f["labels"], f["items"])
+    return folds
+
+
+def combine(folds: dict) -> list[dict]:
+    """Top-1 of the weighted geometric mean of network and feature probabilities, out of fold."""
     rows = []
     for w in np.linspace(0, 1, 11):
-        folds = [classification_metrics(y, (w * a + (1 - w) * b).argmax(1), a.shape[1])
-                 for a, b, y in zip(net, feat, labels)]
-        pooled = sum(m["accuracy"] * m["n"] for m in folds) / sum(m["n"] for m in folds)
-        rows.append({"w": round(float(w), 2), "folds": [m["accuracy"] for m in folds], "pooled": pooled})
-        per_fold = " / ".join(f"{m['accuracy']:.3f}" for m in folds)
+        metrics = [classification_metrics(y, (w * net + (1 - w) * feat).argmax(1), net.shape[1])
+                   for net, feat, y, _ in folds.values()]
+        pooled = sum(m["accuracy"] * m["n"] for m in metrics) / sum(m["n"] for m in metrics)
+        rows.append({"w": round(float(w), 2), "folds": [m["accuracy"] for m in metrics], "pooled": pooled})
+        per_fold = " / ".join(f"{m['accuracy']:.3f}" for m in metrics)
         print(f"w = {w:.1f}: top-1 folds 6/7/8 {per_fold}, pooled {pooled:.4f}")
     return rows
 
 
-def stack(x: np.ndarray, arrays: dict) -> dict:
+def stack(x: np.ndarray, folds: dict) -> dict:
     """Top-1 of stackers trained on two folds' out-of-fold predictions and applied to the third."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    inputs = {}
-    for k in (6, 7, 8):
-        with np.load(Path(__file__).parent / "eval" / "logits" / f"fold{k}.npz") as f:
-            z = f["logits"].astype(np.float64)
-            z -= np.logaddexp.reduce(z, axis=1, keepdims=True)
-            features = np.log(np.maximum(arrays[f"prob{k}"], 1e-9))
-            inputs[k] = ({"49 features": np.hstack([z, x[f["items"]]]),
-                          "feature model's probabilities": np.hstack([z, features])},
-                         f["labels"])
+    inputs = {k: ({"49 features": np.hstack([net, x[items]]), "feature model's probabilities": np.hstack([net, feat])},
+                  y) for k, (net, feat, y, items) in folds.items()}
     makers = {"gradient boosting": lambda: booster(learning_rate=0.03, max_leaf_nodes=15, max_iter=300,
                                                      l2_regularization=1.0),
               "logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))}
@@ -211,8 +208,9 @@ def main() -> None:
             model = fit(x[(split <= 8) & ~fold], y[(split <= 8) & ~fold], **best["settings"])
             arrays[f"items{k}"], arrays[f"prob{k}"] = np.flatnonzero(fold), model.predict_proba(x[fold])
         np.savez(args.oof, **arrays)
-        out["combined_oof"] = combine(arrays)
-        out["stacked_oof"] = stack(x, arrays)
+        folds = out_of_fold(arrays)
+        out["combined_oof"] = combine(folds)
+        out["stacked_oof"] = stack(x, folds)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
