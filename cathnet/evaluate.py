@@ -21,7 +21,15 @@ from cathnet.preprocess import Preprocessing
 from cathnet.so3 import random_rotation
 from cathnet.tasks import make_task
 
-__all__ = ["evaluate", "classification_metrics", "plot_confusion"]
+__all__ = ["evaluate", "classification_metrics", "load_logits", "plot_confusion"]
+
+
+def load_logits(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read what ``evaluate(logits_path=...)`` wrote: per-item log-probabilities (float64,
+    normalised), labels and dataset indices."""
+    with np.load(path) as f:
+        z = f["logits"].astype(np.float64)
+        return z - np.logaddexp.reduce(z, axis=1, keepdims=True), f["labels"], f["items"]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:

@@ -16,20 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cathnet.evaluate import classification_metrics
+from cathnet.evaluate import classification_metrics, load_logits
 
 
 def load(paths: list[Path]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Labels and per-model log-probabilities; every file must hold the same items."""
-    labels, logps, items = None, [], None
+    logps, labels, items = [], None, None
     for path in paths:
-        with np.load(path) as f:
-            if items is None:
-                items, labels = f["items"], f["labels"]
-            elif not np.array_equal(f["items"], items):
-                raise SystemExit(f"{path}: other items than {paths[0]}")
-            z = f["logits"].astype(np.float64)
-        logps.append(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
+        logp, y, ids = load_logits(path)
+        if items is None:
+            labels, items = y, ids
+        elif not np.array_equal(ids, items):
+            raise SystemExit(f"{path}: other items than {paths[0]}")
+        logps.append(logp)
     assert labels is not None
     return labels, logps
 

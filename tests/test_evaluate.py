@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cathnet.cli import app
-from cathnet.evaluate import classification_metrics, evaluate
+from cathnet.evaluate import classification_metrics, evaluate, load_logits
 from cathnet.train import TrainError, train
 
 from cath_helpers import tiny_config
@@ -72,11 +72,13 @@ def test_cli_evaluate_writes_json_and_png(model, tmp_path):
     r = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--rotations", "0", "--device", "cpu",
                                  "--logits", str(logits)])
     assert r.exit_code == 0, r.output
-    with np.load(logits) as saved_logits:  # the metrics follow from the saved logits
-        assert saved_logits["logits"].shape == (saved["n"], 10) and len(saved_logits["items"]) == saved["n"]
-        predicted = saved_logits["logits"].argmax(1)
-        assert np.mean(predicted == saved_logits["labels"]) == pytest.approx(saved["accuracy"])
-        assert classification_metrics(saved_logits["labels"], predicted, 10)["confusion"] == saved["confusion"]
+    logp, labels, items = load_logits(logits)  # the metrics follow from the saved logits
+    assert logp.shape == (saved["n"], 10) and len(items) == len(set(items.tolist())) == saved["n"]
+    assert np.allclose(np.exp(logp).sum(1), 1) and np.isfinite(logp).all()
+    predicted = logp.argmax(1)
+    assert np.mean(predicted == labels) == pytest.approx(saved["accuracy"])
+    assert classification_metrics(labels, predicted, 10)["confusion"] == saved["confusion"]
+    assert -logp[np.arange(len(labels)), labels].mean() == pytest.approx(saved["log_loss"], rel=1e-4)
     before = Path(data).read_bytes()
     r = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--logits", str(data)])
     assert r.exit_code == 2 and "refusing to overwrite" in re.sub(r"[\s│]+", " ", r.output)  # never the input

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from cathnet.evaluate import classification_metrics
+from cathnet.evaluate import classification_metrics, load_logits
 
 FOLDS = (6, 7, 8)
 LOGITS = Path(__file__).parent / "eval" / "logits"
@@ -49,8 +49,7 @@ def fit_mean_recall(z: np.ndarray, y: np.ndarray, sweeps: int = 3) -> np.ndarray
 def main() -> None:
     data = {}
     for k in FOLDS:
-        with np.load(LOGITS / f"fold{k}.npz") as f:
-            data[k] = (log_softmax(f["logits"].astype(np.float64)), f["labels"])
+        data[k] = load_logits(LOGITS / f"fold{k}.npz")[:2]
     print("| fit | held-out fold | top-1 before → after | macro F1 | lowest recall |\n| --- | --- | --- | --- | --- |")
     for name, fit in (("likelihood", fit_likelihood), ("mean recall", fit_mean_recall)):
         after = []

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from cathnet.evaluate import classification_metrics
+from cathnet.evaluate import classification_metrics, load_logits
 from cathnet.ss import COIL, HELIX, STRAND
 
 ANGLE_BINS = np.array([0, 30, 60, 90, 120, 150, 180.001])
@@ -127,12 +127,10 @@ def out_of_fold(arrays: dict) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndar
     the labels and the dataset indices (``eval/logits/foldK.npz`` against ``arrays``)."""
     folds = {}
     for k in (6, 7, 8):
-        with np.load(Path(__file__).parent / "eval" / "logits" / f"fold{k}.npz") as f:
-            if not np.array_equal(f["items"], arrays[f"items{k}"]):
-                raise SystemExit(f"fold {k}: the network's logits are of other domains")
-            z = f["logits"].astype(np.float64)
-            folds[k] = (z - np.logaddexp.reduce(z, axis=1, keepdims=True),
-                        np.log(np.maximum(arrays[f"prob{k}"], 1e-9)), f["labels"], f["items"])
+        net, labels, items = load_logits(Path(__file__).parent / "eval" / "logits" / f"fold{k}.npz")
+        if not np.array_equal(items, arrays[f"items{k}"]):
+            raise SystemExit(f"fold {k}: the network's logits are of other domains")
+        folds[k] = (net, np.log(np.maximum(arrays[f"prob{k}"], 1e-9)), labels, items)
     return folds
 
 
