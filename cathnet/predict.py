@@ -38,7 +38,25 @@ from cathnet.propensity import PropensityModel
 from cathnet.structure import Structure, StructureError
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "released_files",
-           "resolve_model", "DEFAULT_MODELS", "MAX_ROTATIONS"]
+           "resolve_model", "DEFAULT_MODELS", "MAX_ROTATIONS", "DOMAIN_RESIDUES", "size_warnings"]
+
+#: Residues (with a Cα) outside which a structure is unlike the CATH domains the models
+#: learnt from: of the pool's 5,649 domains, 0.25 % have fewer than 30 and 0.28 % more than 450.
+DOMAIN_RESIDUES = (30, 450)
+
+
+def size_warnings(structure: Structure) -> tuple[str, ...]:
+    """A warning when ``structure`` has fewer or more residues with a Cα than
+    :data:`DOMAIN_RESIDUES`: smaller or larger than 99.7 % of the training domains."""
+    n = len(np.unique(structure.residue_index[(structure.atom_name == "CA") & (structure.element == "C")]))
+    lo, hi = DOMAIN_RESIDUES
+    if n < lo:
+        return (f"{n} residue(s) with a Cα: smaller than 99.7 % of the domains the model learnt from "
+                f"(under {lo}), so the answer is less reliable",)
+    if n > hi:
+        return (f"{n} residues with a Cα: larger than 99.7 % of the domains the model learnt from (over {hi}); "
+                "if this holds several domains, predict each with --residues",)
+    return ()
 
 
 @dataclass
@@ -148,8 +166,11 @@ class ArchitectureModel(Model):
                 rots = [None] if rotations <= 0 else list(so3.random_rotation(rotations, seed=[seed, index]))
                 for unit_chain, structure in self._units(source, chain, residues, per_chain):
                     grids, n_atoms, outside = self.grids(structure, rots)
+                    size = size_warnings(structure)
+                    if per_chain:
+                        size = tuple(f"chain {unit_chain}: {w}" for w in size)
                     pred = Prediction(source_label(source), unit_chain, n_atoms=n_atoms, atoms_outside=outside,
-                                      warnings=structure.warnings)
+                                      warnings=(*structure.warnings, *size))
                     pending.append((pred, grids))
             except StructureError as exc:
                 if raise_errors:

@@ -15,7 +15,7 @@ from cathnet.cli import app
 from cathnet.grid import rotate_grid
 from cathnet.nn import FieldType
 from cathnet.predict import available_models, models_dir
-from cathnet.structure import read_structure
+from cathnet.structure import Structure, read_structure
 
 from cath_helpers import CATH, DATA, FIXTURES
 
@@ -157,3 +157,29 @@ def test_cli_residue_ranges(model):
     assert json.loads(result.stdout)[0]["probability"] == part.probability
     assert part.n_atoms == 21 < model.predict(CATH[0])[0].n_atoms
     assert runner.invoke(app, ["predict", CATH[0], "--residues", "A:x"]).exit_code == 2
+
+
+def test_size_warnings_for_structures_unlike_a_cath_domain(model, tmp_path):
+    """Fewer than 30 or more than 450 residues: a warning (API, JSON and stderr); a domain of
+    the pool's usual size and each chain of a multi-chain file predicted per chain: none."""
+    whole = read_structure(CATH[0])  # 41 residues
+    chain, first = whole.chain[0], int(whole.res_num[0])
+    (part,) = model.predict(CATH[0], residues=f"{chain}:{first}-{first + 20}")
+    assert part.warnings == ("21 residue(s) with a Cα: smaller than 99.7 % of the domains the model learnt from "
+                             "(under 30), so the answer is less reliable",)
+    assert not model.predict(CATH[0])[0].warnings
+    domain = read_structure(DATA / "cath_2xskA00.pdb")  # 94 residues; five copies side by side: 470
+    big = Structure(*(np.concatenate([getattr(domain, f) for _ in range(5)])
+                      for f in ("coords", "element", "atom_name", "res_name", "res_num", "icode")),
+                    np.repeat(np.array(list("ABCDE")), len(domain)), "five.pdb")
+    big = replace(big, coords=big.coords + 40.0 * np.repeat(np.arange(5.0), len(domain))[:, None])
+    (pred,) = model.predict(big)
+    assert len(pred.warnings) == 1 and pred.warnings[0].startswith("470 residues with a Cα: larger than 99.7 %")
+    assert all(not p.warnings for p in model.predict(big, per_chain=True))
+    result = runner.invoke(app, ["predict", str(DATA / "2k39_3models.pdb"), CATH[0], "-f", "json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0]["warnings"] == ["10 residue(s) with a Cα: smaller than 99.7 % of the domains the model learnt "
+                                   "from (under 30), so the answer is less reliable"] and "warnings" not in rows[1]
+    warned = [l for l in result.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {DATA / '2k39_3models.pdb'}: 10 residue(s)")

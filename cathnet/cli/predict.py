@@ -188,7 +188,7 @@ def predict(
     batch_size = batch_size or 16
 
     results: list[Prediction] = []
-    warned: set[str] = set()
+    warned: set[tuple[str, str]] = set()  # a file's own warnings come with each of its chains
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True, disable=not progress or len(paths) < 2 or not err_console.is_terminal,
@@ -196,9 +196,9 @@ def predict(
         bar_task = bar.add_task("predict", total=len(paths))
         for pred in net.predict_many(paths, chain=chain, residues=residues, per_chain=per_chain, rotations=rotations, seed=seed,
                                      batch_size=batch_size, on_done=lambda n: bar.advance(bar_task, n)):
-            if pred.file not in warned:
-                warned.add(pred.file)
-                for message in pred.warnings:
+            for message in pred.warnings:
+                if (pred.file, message) not in warned:
+                    warned.add((pred.file, message))
                     report_warning(pred.file, message)
             if pred.error is not None:
                 report_error(pred.file, pred.error)
