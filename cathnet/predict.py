@@ -73,7 +73,7 @@ class Prediction:
     atoms_outside: int = 0
     agreement: float | None = None  # fraction of rotations whose top-1 is the consensus
     error: str | None = None
-    warnings: tuple[str, ...] = ()  # problems of the file that did not stop the prediction
+    warnings: tuple[str, ...] = ()  # problems of the file, and a size unlike a domain's (size_warnings)
 
     def to_dict(self, *, with_chain: bool = False) -> dict:
         out: dict = {"file": self.file}
