@@ -35,6 +35,7 @@ from cathnet.models import (
 )
 from cathnet.precision import resolve_precision
 from cathnet.propensity import PropensityModel
+from cathnet.selection import selection_mask
 from cathnet.structure import Structure, StructureError
 
 __all__ = ["Prediction", "ArchitectureModel", "load_model", "models_dir", "available_models", "released_files",
@@ -48,7 +49,7 @@ DOMAIN_RESIDUES = (30, 450)
 def size_warnings(structure: Structure) -> tuple[str, ...]:
     """A warning when ``structure`` has fewer or more residues with a Cα than
     :data:`DOMAIN_RESIDUES`: smaller or larger than 99.7 % of the training domains."""
-    n = len(np.unique(structure.residue_index[(structure.atom_name == "CA") & (structure.element == "C")]))
+    n = len(np.unique(structure.residue_index[selection_mask(structure, "ca")]))
     lo, hi = DOMAIN_RESIDUES
     if n < lo:
         return (f"{n} residue(s) with a Cα: smaller than 99.7 % of the domains the model learnt from "
