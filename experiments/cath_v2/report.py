@@ -8,7 +8,12 @@ Reads ``foldK-val.json`` (member K on its own validation split K: cross-validati
 tables of ``experiments/cath_v2/README.md`` and ``cathnet/models/README.md``; then the
 ablation (input × network × ensemble, every run trained on splits 0–7 with the same
 schedule) from the files named in ``ABLATION``; then the canonical principal-axes frame
-against none (``foldK-val-canonical.json``, ``ens-test9-canonical.json``).
+against none (``foldK-val-canonical.json``, ``ens-test9-canonical.json``; the five-member
+``ens5-test9-canonical.json``).
+
+    python experiments/cath_v2/report.py --cv OUT.json [EVAL_DIR]
+
+writes the cross-validation of every ``foldK-val-canonical.json`` (the release's ``metrics.cross_validation``).
 """
 from __future__ import annotations
 
@@ -57,7 +62,8 @@ def main(folder: Path) -> None:
               "| | | |")
     print()
     rows = [("v1 `cath-arch`", "v1-test9")] + [(f"v2 member, fold {k}", f"fold{k}-test9") for k in folds]
-    rows.append((f"**v2 ensemble of {len(folds)}** (released)", "ens-test9"))
+    rows += [("v2 ensemble of 3", "ens-test9"), ("v2.1: v2 in principal-axes frames", "ens-test9-canonical"),
+             ("**v2.2: ensemble of 5, principal-axes frames**", "ens5-test9-canonical")]
     print("| model (test split 9) | parameters | top-1 | macro F1 | top-3 | top-1, single random rotations "
           "| agreement | N | top-1, mean of N rotations | all N agree |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -100,8 +106,10 @@ def canonical(folder: Path) -> None:
     """Each fold's member and the ensemble without and with the canonical principal-axes frame."""
     print("| model, split | frame | top-1 | macro F1 | top-1, single random rotations | agreement | all N agree |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in (6, 7, 8)]
-    pairs += [("ensemble, test split 9", "ens-test9")]
+    folds = sorted(int(p.stem[4:-14]) for p in folder.glob("fold*-val-canonical.json"))
+    pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in reversed(folds)]
+    pairs += [("ensemble of 3 (v2, v2.1), test split 9", "ens-test9"),
+              ("ensemble of 5 (v2.2), test split 9", "ens5-test9")]
     for label, name in pairs:
         for frame, suffix in (("as given", ""), ("principal axes", "-canonical")):
             if (folder / f"{name}{suffix}.json").exists():
@@ -114,5 +122,23 @@ def canonical(folder: Path) -> None:
                       f"{rot['accuracy_mean']:.3f} | {rot['agreement_mean']:.4f} | {all_agree} |")
 
 
+def cross_validation(folder: Path) -> dict:
+    """Each member on the fold it held out, in the principal-axes frame (``foldK-val-canonical.json``):
+    what ``scripts/release_model.py --metrics cross_validation=...`` records."""
+    folds = [_load(folder, p.stem) for p in sorted(folder.glob("fold*-val-canonical.json"))]
+    rows = [{"val_split": ev["splits"][0], "n": ev["n"], "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
+             "rotation_accuracy_mean": ev["rotation"]["accuracy_mean"],
+             "rotation_agreement_mean": ev["rotation"]["agreement_mean"]} for ev in folds]
+    accs = [r["accuracy"] for r in rows]
+    return {"description": "each member on the validation split it held out (superfamily-disjoint folds); splits 0-8 "
+            "minus that fold trained it, split 9 untouched; every structure turned into its principal-axes frame "
+            "(input.canonical = principal)", "folds": rows, "accuracy_mean": statistics.mean(accs),
+            "accuracy_std": statistics.stdev(accs), "macro_f1_mean": statistics.mean(r["macro_f1"] for r in rows)}
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "eval")
+    if sys.argv[1:2] == ["--cv"]:  # report.py --cv OUT.json [EVAL_DIR]
+        out = Path(sys.argv[2])
+        out.write_text(json.dumps(cross_validation(Path(sys.argv[3]) if len(sys.argv) > 3 else out.parent)) + "\n")
+    else:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "eval")
