@@ -22,7 +22,8 @@ def _shared(meta: dict, key: str):
 def combine(members: list[str | Path], stem: str | Path) -> dict:
     """Write ``stem.safetensors`` / ``stem.json``: the ensemble of the model files
     ``members`` (same task, input and classes), its metadata listing every member's
-    training, validation metrics and weights checksum. Returns the metadata written."""
+    training, validation metrics and weights checksum; creates ``stem``'s folder.
+    Returns the metadata written."""
     if not members:
         raise checkpoint.CheckpointError("an ensemble needs at least one member")
     nets, metas = zip(*(checkpoint.load_model(m) for m in members))
@@ -50,5 +51,6 @@ def combine(members: list[str | Path], stem: str | Path) -> dict:
         for path, meta, d in zip(members, metas, data)
     ]
     metadata["training"] = {**(first.get("training") or {}), "ensemble_of": len(members)}
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
     return checkpoint.save_model(stem, model, metadata)
 

@@ -49,6 +49,7 @@ def test_combine_writes_one_model_that_predicts_the_mean(dataset, tmp_path):
     meta1["classes"]["train_frequency"] = [0.2, 0.0] + meta1["classes"]["train_frequency"][2:]
     second.write_text(json.dumps(meta1))
     meta = combine(stems, tmp_path / "ens")
+    assert combine(stems, tmp_path / "new" / "folder" / "ens") == meta  # the folder is made, as `cathnet train --out` does
     assert [m["training"]["seed"] for m in meta["members"]] == [0, 1]
     assert [m["val_splits"] for m in meta["members"]] == [[2], [1]] and meta["data"]["val_splits"] == [1, 2]
     assert "n_train" not in meta["data"] and meta["data"]["test_splits"] == [3]
