@@ -13,7 +13,8 @@ against none (``foldK-val-canonical.json``, ``ens-test9-canonical.json``; the fi
 
     python experiments/cath_v2/report.py --cv OUT.json [EVAL_DIR]
 
-writes the cross-validation of every ``foldK-val-canonical.json`` (the release's ``metrics.cross_validation``).
+writes the cross-validation of every ``foldK-val-canonical.json`` (what a release records as
+``metrics.cross_validation``; v2.1's is ``cross_validation_canonical.json``, folds 6–8).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def main(folder: Path) -> None:
     print()
     rows = [("v1 `cath-arch`", "v1-test9")] + [(f"v2 member, fold {k}", f"fold{k}-test9") for k in folds]
     rows += [("v2 ensemble of 3", "ens-test9"), ("v2.1: v2 in principal-axes frames", "ens-test9-canonical"),
-             ("**v2.2: ensemble of 5, principal-axes frames**", "ens5-test9-canonical")]
+             ("ensemble of 5 (folds 4–8), principal-axes frames, not released", "ens5-test9-canonical")]
     print("| model (test split 9) | parameters | top-1 | macro F1 | top-3 | top-1, single random rotations "
           "| agreement | N | top-1, mean of N rotations | all N agree |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -109,7 +110,7 @@ def canonical(folder: Path) -> None:
     folds = sorted(int(p.stem[4:-14]) for p in folder.glob("fold*-val-canonical.json"))
     pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in reversed(folds)]
     pairs += [("ensemble of 3 (v2, v2.1), test split 9", "ens-test9"),
-              ("ensemble of 5 (v2.2), test split 9", "ens5-test9")]
+              ("ensemble of 5 (folds 4–8), test split 9", "ens5-test9")]
     for label, name in pairs:
         for frame, suffix in (("as given", ""), ("principal axes", "-canonical")):
             if (folder / f"{name}{suffix}.json").exists():
