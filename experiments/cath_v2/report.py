@@ -23,6 +23,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from cathnet.fileio import write_json
+
 #: (network, input, σ in Å, validation-split-8 evaluation, test-split-9 evaluation), files relative to EVAL_DIR
 ABLATION = [
     ("`se3-compact` (v1)", "Cα typed helix/strand/coil: 3 scalars", 1.0, "../v1-cath-arch-val8", "v1-test9"),
@@ -140,6 +142,6 @@ def cross_validation(folder: Path) -> dict:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--cv"]:  # report.py --cv OUT.json [EVAL_DIR]
         out = Path(sys.argv[2])
-        out.write_text(json.dumps(cross_validation(Path(sys.argv[3]) if len(sys.argv) > 3 else out.parent)) + "\n")
+        write_json(out, cross_validation(Path(sys.argv[3]) if len(sys.argv) > 3 else out.parent))  # atomic
     else:
         main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "eval")
