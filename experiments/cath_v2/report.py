@@ -42,6 +42,11 @@ def _load(folder: Path, name: str) -> dict:
     return json.loads((folder / f"{name}.json").read_text())
 
 
+def _folds(folder: Path, suffix: str = "") -> list[int]:
+    """The folds K with an evaluation ``foldK-val{suffix}.json``, in order."""
+    return sorted(int(p.name[4:-len(f"-val{suffix}.json")]) for p in folder.glob(f"fold*-val{suffix}.json"))
+
+
 def _rotations(ev: dict) -> str:
     rot = ev["rotation"]
     averaged = f"{rot['averaged_accuracy']:.3f}" if rot.get("averaged_accuracy") is not None else "–"
@@ -50,7 +55,7 @@ def _rotations(ev: dict) -> str:
 
 
 def main(folder: Path) -> None:
-    folds = sorted(int(p.stem[4:-4]) for p in folder.glob("fold*-val.json"))
+    folds = _folds(folder)
     print("| fold (validation split) | top-1 | macro F1 | top-1, single random rotations | agreement |")
     print("| --- | --- | --- | --- | --- |")
     accs = []
@@ -109,7 +114,7 @@ def canonical(folder: Path) -> None:
     """Each fold's member and the ensemble without and with the canonical principal-axes frame."""
     print("| model, split | frame | top-1 | macro F1 | top-1, single random rotations | agreement | all N agree |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    folds = sorted(int(p.stem[4:-14]) for p in folder.glob("fold*-val-canonical.json"))
+    folds = _folds(folder, "-canonical")
     pairs = [(f"member {k}, validation split {k}", f"fold{k}-val") for k in reversed(folds)]
     pairs += [("ensemble of 3 (v2, v2.1), test split 9", "ens-test9"),
               ("ensemble of 5 (folds 4–8), test split 9", "ens5-test9")]
@@ -128,7 +133,7 @@ def canonical(folder: Path) -> None:
 def cross_validation(folder: Path) -> dict:
     """Each member on the fold it held out, in the principal-axes frame (``foldK-val-canonical.json``):
     what ``scripts/release_model.py --metrics cross_validation=...`` records."""
-    folds = [_load(folder, p.stem) for p in sorted(folder.glob("fold*-val-canonical.json"))]
+    folds = [_load(folder, f"fold{k}-val-canonical") for k in _folds(folder, "-canonical")]
     rows = [{"val_split": ev["splits"][0], "n": ev["n"], "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
              "rotation_accuracy_mean": ev["rotation"]["accuracy_mean"],
              "rotation_agreement_mean": ev["rotation"]["agreement_mean"]} for ev in folds]
