@@ -10,7 +10,15 @@ order-2 field where they cancel in the order-1 field. The fields rotate with the
 structure (``D¹(R) = R``, ``D²(R)``): a steerable network takes them as its ``in_type``
 and stays invariant, a plain CNN can only read them as scalars.
 
-Directions are computed from the (rotated) Cα trace at voxelization time, so datasets
+``ss-pairing`` adds the sheet's pairing as two invariant scalar channels at every strand
+Cα: how many strand Cα of another part of the chain lie beside it (Cα–Cα ≤ 5.5 Å, fading
+to 6.5 Å) running the same way (``strand.parallel``) and the opposite way
+(``strand.antiparallel``), each weighted by the cosine of their directions. Parallel and
+antiparallel sheets and edge strands (one partner; a closed barrel has none) then differ in
+the input; from the order-1 fields alone an invariant network would have to multiply
+neighbouring vectors to tell them apart.
+
+Directions and pairing are computed from the Cα trace at voxelization time, so datasets
 store only Cα positions and secondary-structure channels (``--atoms ca-ss``).
 
 The ``frame`` input of the amino-acid task does the same for a residue environment: the
@@ -25,22 +33,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cathnet.selection import SS_CHANNELS
-from cathnet.ss import COIL, chain_segments
+from cathnet.ss import COIL, STRAND, chain_segments
 from cathnet.voxel import voxelize_batch
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "FIELDS", "FRAME", "FRAME_CHANNELS", "FRAME_TYPE", "SS_ORIENTATION", "channel_names", "element_directions",
-    "in_type", "voxelize_fields", "voxelize_frame",
+    "FIELDS", "FRAME", "FRAME_CHANNELS", "FRAME_TYPE", "SS_ORIENTATION", "SS_PAIRING", "channel_names",
+    "element_directions", "in_type", "strand_pairing", "voxelize_fields", "voxelize_frame",
 ]
 
 SS_ORIENTATION = "ss-orientation"
-#: field set -> input field type: helix / strand / coil densities, helix and strand
-#: directions (l = 1) and axes (l = 2)
-FIELDS = {SS_ORIENTATION: "3x0 + 2x1 + 2x2"}
+SS_PAIRING = "ss-pairing"
+#: field set -> input field type: helix / strand / coil densities (``ss-pairing``: and the
+#: strands' parallel and antiparallel pairing), helix and strand directions (l = 1) and axes (l = 2)
+FIELDS = {SS_ORIENTATION: "3x0 + 2x1 + 2x2", SS_PAIRING: "5x0 + 2x1 + 2x2"}
+PAIRING_CHANNELS = ("strand.parallel", "strand.antiparallel")
 WINDOW = 4  # residues averaged on each side: about one helical turn, so the mean lies on the axis
+PAIR_DISTANCE = (5.5, 6.5)  # Å: Cα–Cα of paired strand residues (full weight up to the first, none past the second)
+PAIR_SEPARATION = 3  # residues closer than this along the chain are never pairing partners
 _ORIENTED = 2  # helix and strand carry directions (COIL does not)
 _SLOTS = 1 + 3 + 5  # per atom: its density, its direction, its axis
 
@@ -56,7 +68,8 @@ def channel_names(fields: str) -> list[str]:
     """Channel names of a field set, in channel order."""
     in_type(fields)
     kinds = SS_CHANNELS[:_ORIENTED]
-    return [*SS_CHANNELS, *(f"{k}.{c}" for k in kinds for c in "xyz"),
+    pairing = PAIRING_CHANNELS if fields == SS_PAIRING else ()
+    return [*SS_CHANNELS, *pairing, *(f"{k}.{c}" for k in kinds for c in "xyz"),
             *(f"{k}.axis{m:+d}" for k in kinds for m in range(-2, 3))]
 
 
@@ -103,38 +116,62 @@ def _axis(t: torch.Tensor) -> torch.Tensor:
     return q @ torch.as_tensor(_y2_matrix().T, dtype=t.dtype, device=t.device)
 
 
+def strand_pairing(x: torch.Tensor, t: torch.Tensor, strand: torch.Tensor) -> torch.Tensor:
+    """(B, A, 2) parallel and antiparallel pairing of every strand Cα of padded batches:
+    the sum over strand Cα at least ``PAIR_SEPARATION`` residues away along the chain of
+    ``w(d) · max(±t·t', 0)``, ``w`` 1 up to 5.5 Å and 0 from 6.5 Å (:data:`PAIR_DISTANCE`).
+    ``x`` (B, A, 3) positions, ``t`` (B, A, 3) directions, ``strand`` (B, A) bool. Distances
+    and dot products only: invariant under rotations of the structure."""
+    import torch
+
+    near, far = PAIR_DISTANCE
+    w = ((far - torch.cdist(x, x)) / (far - near)).clamp(0, 1)
+    i = torch.arange(x.shape[1], device=x.device)
+    w = w * ((i[:, None] - i[None, :]).abs() >= PAIR_SEPARATION) * (strand[:, :, None] & strand[:, None, :])
+    cos = torch.einsum("bai,bci->bac", t, t)
+    return torch.stack([(w * cos.clamp(min=0)).sum(-1), (w * (-cos).clamp(min=0)).sum(-1)], dim=-1)
+
+
 def voxelize_fields(
     coords: torch.Tensor, mask: torch.Tensor, ss: torch.Tensor, directions: torch.Tensor, *,
     grid_size: int, voxel_size: float, sigma: float, center: torch.Tensor | None = None,
-    rotations: torch.Tensor | None = None,
+    rotations: torch.Tensor | None = None, fields: str = SS_ORIENTATION,
 ) -> torch.Tensor:
-    """Grids (B, 19, N, N, N) of the ``ss-orientation`` fields of padded Cα batches:
-    ``coords`` (B, A, 3) Å, ``mask`` (B, A), ``ss`` (B, A) helix / strand / coil,
-    ``directions`` (B, A, 3) from :func:`element_directions`; ``rotations`` (B, 3, 3) turn
-    positions and directions about ``center`` (default: each structure's mean Cα)."""
+    """Grids (B, C, N, N, N) of the ``fields`` (``ss-orientation``: C = 19, ``ss-pairing``: 21)
+    of padded Cα batches: ``coords`` (B, A, 3) Å, ``mask`` (B, A), ``ss`` (B, A) helix /
+    strand / coil, ``directions`` (B, A, 3) from :func:`element_directions`; ``rotations``
+    (B, 3, 3) turn positions and directions about ``center`` (default: each structure's mean Cα)."""
     import torch
 
+    names = channel_names(fields)
     mask = mask.to(torch.bool)
     x = torch.where(mask[..., None], coords.to(torch.float64), 0.0)
     if center is None:
         center = x.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
     rel, t = x - center.to(x)[:, None, :], directions.to(x)
+    ss = ss.long()
+    pairing = strand_pairing(rel, t, (ss == STRAND) & mask) if fields == SS_PAIRING else None  # before rotating
     if rotations is not None:
         rel = torch.einsum("bij,baj->bai", rotations.to(x), rel)
         t = torch.einsum("bij,baj->bai", rotations.to(x), t)
-    ss = ss.long()
     oriented = (ss != COIL) & mask
     k = ss.clamp(max=_ORIENTED - 1)
     steps = torch.arange(5, device=ss.device)
-    channels = torch.cat([ss[..., None], 3 + 3 * k[..., None] + steps[:3],
-                          3 + 3 * _ORIENTED + 5 * k[..., None] + steps], dim=-1)                 # (B, A, 9)
-    weights = torch.cat([torch.ones_like(t[..., :1]), t, _axis(t)], dim=-1)
-    slots = torch.cat([mask[..., None], oriented[..., None].expand(-1, -1, _SLOTS - 1)], dim=-1)
+    first = names.index("helix.x")  # the first order-1 channel
+    channels = [ss[..., None], first + 3 * k[..., None] + steps[:3], first + 3 * _ORIENTED + 5 * k[..., None] + steps]
+    weights = [torch.ones_like(t[..., :1]), t, _axis(t)]
+    slots = [mask[..., None], oriented[..., None].expand(-1, -1, _SLOTS - 1)]
+    if pairing is not None:
+        channels.append(len(SS_CHANNELS) + steps[None, None, :2].expand(*ss.shape, 2))
+        weights.append(pairing)
+        slots.append((pairing > 0) & mask[..., None])
     B, A = mask.shape
+    n = sum(c.shape[-1] for c in channels)
     return voxelize_batch(
-        rel[:, :, None, :].expand(B, A, _SLOTS, 3).reshape(B, A * _SLOTS, 3), slots.reshape(B, -1),
-        channels.reshape(B, -1), len(channel_names(SS_ORIENTATION)), grid_size=grid_size, voxel_size=voxel_size,
-        sigma=sigma, center=torch.zeros(B, 3, dtype=x.dtype, device=x.device), weights=weights.reshape(B, -1),
+        rel[:, :, None, :].expand(B, A, n, 3).reshape(B, A * n, 3), torch.cat(slots, -1).reshape(B, -1),
+        torch.cat(channels, -1).reshape(B, -1), len(names), grid_size=grid_size, voxel_size=voxel_size,
+        sigma=sigma, center=torch.zeros(B, 3, dtype=x.dtype, device=x.device),
+        weights=torch.cat(weights, -1).reshape(B, -1),
     )
 
 

@@ -43,7 +43,7 @@ class Preprocessing:
     mean position) or ``environment`` (one grid per residue, centred on its Cα, holding
     the atoms within ``radius``, in the residue's backbone frame when ``oriented``, its own
     backbone in channels of their own with ``backbone_channels``). ``fields``: oriented
-    input fields (``ss-orientation`` on ``ca-ss``, ``frame`` on environments). ``canonical``:
+    input fields (``ss-orientation``, ``ss-pairing`` on ``ca-ss``, ``frame`` on environments). ``canonical``:
     ``principal`` turns every atom selection into its principal-axes frame first
     (:mod:`cathnet.canonical`), whatever rotation it comes in."""
 
@@ -157,7 +157,7 @@ class Preprocessing:
     ) -> torch.Tensor:
         """Grids (B, C, N, N, N) of padded atom batches on their device (:func:`cathnet.voxel.voxelize_batch`):
         ``coords`` (B, A, 3), ``mask`` and ``channels`` (B, A), ``directions`` (B, A, 3) of
-        ``ss-orientation`` fields; ``center`` (B, 3) defaults to the mean atom position,
+        ``ss-orientation`` / ``ss-pairing`` fields; ``center`` (B, 3) defaults to the mean atom position,
         ``rotations`` (B, 3, 3) turn each structure about it first (then into its canonical
         frame, with ``canonical``)."""
         if self.canonical is not None:
@@ -175,5 +175,6 @@ class Preprocessing:
         if self.fields is not None:
             if directions is None:
                 raise ValueError(f"{self.fields} input fields need the directions of the atoms")
-            return input_fields.voxelize_fields(coords, mask, channels, directions, center=center, **grid)
+            return input_fields.voxelize_fields(coords, mask, channels, directions, center=center,
+                                                fields=self.fields, **grid)
         return voxelize_batch(coords, mask, channels, self.n_channels, center=center, **grid)

@@ -48,21 +48,24 @@ def test_one_npz_per_structure(tmp_path):
     assert z["channels"].tolist() == ["CA"] and z["source"] == str(CATH / "3m9qA02.pdb") and z["in_type"] == "1x0"
 
 
-def test_oriented_fields_and_their_type(tmp_path):
-    from cathnet.fields import SS_ORIENTATION, channel_names
+@pytest.mark.parametrize(("field_set", "in_type"), [("ss-orientation", "3x0 + 2x1 + 2x2"), ("ss-pairing", "5x0 + 2x1 + 2x2")])
+def test_oriented_fields_and_their_type(tmp_path, field_set, in_type):
+    from cathnet.cli.voxelize import VoxelFields
+    from cathnet.fields import FIELDS, channel_names
     from cathnet.nn import FieldType
     from cathnet.preprocess import Preprocessing
     from cathnet.voxel import Voxels
 
-    result = run(CATH / "1fd3A00.pdb", "-o", tmp_path, "--selection", "ca-ss", "--fields", SS_ORIENTATION, "--grid-size", "30")
+    assert {f.value for f in VoxelFields} == set(FIELDS)
+    result = run(CATH / "1fd3A00.pdb", "-o", tmp_path, "--selection", "ca-ss", "--fields", field_set, "--grid-size", "30")
     assert result.exit_code == 0, result.output
     z = np.load(tmp_path / "1fd3A00.npz")
     t = FieldType.parse(str(z["in_type"]))
-    assert t == FieldType.parse("3x0 + 2x1 + 2x2") and z["grid"].shape == (t.dim, 30, 30, 30)
-    assert z["channels"].tolist() == channel_names(SS_ORIENTATION)
-    prep = Preprocessing("ca-ss", Voxels(30, 2.0, 1.0), SS_ORIENTATION)
+    assert t == FieldType.parse(in_type) and z["grid"].shape == (t.dim, 30, 30, 30)
+    assert z["channels"].tolist() == channel_names(field_set)
+    prep = Preprocessing("ca-ss", Voxels(30, 2.0, 1.0), field_set)
     np.testing.assert_allclose(z["grid"], prep.grids(read_structure(CATH / "1fd3A00.pdb")).grids[0], atol=1e-6)
-    refused = run(CATH / "1fd3A00.pdb", "-o", tmp_path / "x", "--fields", SS_ORIENTATION)
+    refused = run(CATH / "1fd3A00.pdb", "-o", tmp_path / "x", "--fields", field_set)
     assert refused.exit_code == 2 and "ca-ss" in refused.output
 
 

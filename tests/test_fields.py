@@ -1,5 +1,5 @@
-"""Oriented input fields (ss-orientation): directions, their order-2 axes, exact
-equivariance of the grids and invariance of a steerable network that reads them."""
+"""Oriented input fields (ss-orientation, ss-pairing): directions, their order-2 axes, strand
+pairing, exact equivariance of the grids and invariance of a steerable network that reads them."""
 import json
 from dataclasses import replace
 
@@ -33,12 +33,27 @@ def _domain(name="1fd3A00.pdb"):
     return ca, ss, fields.element_directions(ca)
 
 
-def _grids(ca, ss, d, rotations=None):
+def _grids(ca, ss, d, rotations=None, field_set=fields.SS_ORIENTATION):
     n = 1 if rotations is None else len(rotations)
     rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a)[None], n, 0))  # noqa: E731
     R = None if rotations is None else torch.as_tensor(np.stack(rotations))
     return fields.voxelize_fields(rep(ca), rep(np.ones(len(ca), bool)), rep(ss), rep(d), grid_size=50,
-                                  voxel_size=2.0, sigma=1.0, rotations=R)
+                                  voxel_size=2.0, sigma=1.0, rotations=R, fields=field_set)
+
+
+def _sheet(second):
+    """Two 6-residue strands 4.8 Å apart; the second runs the same way or the opposite way."""
+    zigzag = np.stack([3.3 * np.arange(6), np.zeros(6), 0.9 * (-1) ** np.arange(6)], 1)
+    other = zigzag + [0, 4.8, 0] if second == "parallel" else zigzag[::-1] + [0, 4.8, 0]
+    loop = np.linspace(zigzag[-1], other[0], 6)[1:-1] + [0, 0, 6.0]  # a hairpin or crossover far from the sheet
+    ca = np.concatenate([zigzag, loop, other])
+    ss = np.array([1] * 6 + [2] * 4 + [1] * 6)
+    return ca, ss, fields.element_directions(ca)
+
+
+def _pairing(ca, ss, d):
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float64)[None])  # noqa: E731
+    return fields.strand_pairing(t(ca), t(d), torch.from_numpy(ss[None] == 1))[0].numpy()
 
 
 def test_directions_follow_helix_axis_and_strands_and_stop_at_breaks():
@@ -64,28 +79,50 @@ def test_axis_is_the_order_2_harmonic_and_sign_free():
     assert not fields._axis(torch.zeros(1, 3)).any()
 
 
-def test_grids_are_exactly_equivariant_under_cube_rotations():
+def test_pairing_tells_parallel_from_antiparallel_strands_and_edges():
+    for kind, column in (("parallel", 0), ("antiparallel", 1)):
+        ca, ss, d = _sheet(kind)
+        p = _pairing(ca, ss, d)
+        strand = ss == 1
+        assert (p[strand, column] > 0.8).all(), (kind, p[strand])  # every strand residue has its partner
+        assert (p[strand, 1 - column] < 0.05).all() and not p[~strand].any()
+        assert (p[strand, column] < 2.2).all()  # one neighbouring strand: its partner and, in part, the partner's neighbours
+    ca, ss, d = _sheet("antiparallel")
+    assert not _pairing(ca, np.where(np.arange(len(ss)) < 6, 1, 2), d).any()  # no partner strand, no pairing
+    R = so3.random_rotation(1, np.random.default_rng(1))[0]
+    np.testing.assert_allclose(_pairing(ca @ R.T, ss, d @ R.T), _pairing(ca, ss, d), atol=1e-9)
+
+
+@pytest.mark.parametrize("field_set", [fields.SS_ORIENTATION, fields.SS_PAIRING])
+def test_grids_are_exactly_equivariant_under_cube_rotations(field_set):
+    t = FieldType.parse(fields.in_type(field_set))
     ca, ss, d = _domain()
-    g = _grids(ca, ss, d)
-    rotated = _grids(ca, ss, d, list(CUBE))
-    assert g.shape == (1, T.dim, 50, 50, 50) and T.dim == len(fields.channel_names(fields.SS_ORIENTATION))
-    errs = [(rotated[i: i + 1] - T.transform(g, R)).abs().max().item() for i, R in enumerate(CUBE)]
+    g = _grids(ca, ss, d, field_set=field_set)
+    rotated = _grids(ca, ss, d, list(CUBE), field_set=field_set)
+    assert g.shape == (1, t.dim, 50, 50, 50) and t.dim == len(fields.channel_names(field_set))
+    errs = [(rotated[i: i + 1] - t.transform(g, R)).abs().max().item() for i, R in enumerate(CUBE)]
     assert max(errs) < 1e-6
     moved_only = [(rotated[i: i + 1] - rotate_grid(g, R)).abs().max().item() for i, R in enumerate(CUBE[1:], 1)]
     assert min(moved_only) > 0.1  # the components must rotate too
     np.testing.assert_allclose(g[0, :3].sum((1, 2, 3)).numpy(), np.bincount(ss, minlength=3), rtol=1e-4)
+    if field_set == fields.SS_PAIRING:  # the pairing channels carry each strand Cα's pairing, the rest as before
+        np.testing.assert_allclose(g[0, 3:5].sum((1, 2, 3)).numpy(), _pairing(ca, ss, d).sum(0), rtol=1e-4)
+        assert g[0, 3:5].sum() > 5
+        torch.testing.assert_close(g[:, [0, 1, 2, *range(5, 21)]], _grids(ca, ss, d))
 
 
-def test_steerable_network_on_fields_is_invariant():
+@pytest.mark.parametrize("field_set", [fields.SS_ORIENTATION, fields.SS_PAIRING])
+def test_steerable_network_on_fields_is_invariant(field_set):
     torch.manual_seed(0)
+    t = FieldType.parse(fields.in_type(field_set))
     ca, ss, d = _domain()
-    model = build("se3-compact", in_channels=T.dim, n_classes=10, in_type=str(T)).eval()
+    model = build("se3-compact", in_channels=t.dim, n_classes=10, in_type=str(t)).eval()
     with torch.no_grad():
-        out = model(_grids(ca, ss, d, list(CUBE)))
+        out = model(_grids(ca, ss, d, list(CUBE), field_set))
         err = ((out - out[:1]).norm(dim=1) / out[:1].norm()).max().item()
         assert err < 1e-5, err
-        scrambled = torch.cat([rotate_grid(_grids(ca, ss, d), R) for R in CUBE[1:4]])  # components not rotated
-        bad = ((model(scrambled) - out[:1]).norm(dim=1) / out[:1].norm()).max().item()
+        scrambled = torch.cat([rotate_grid(_grids(ca, ss, d, field_set=field_set), R) for R in CUBE[1:4]])
+        bad = ((model(scrambled) - out[:1]).norm(dim=1) / out[:1].norm()).max().item()  # components not rotated
     assert bad > 100 * err
 
 
@@ -102,16 +139,17 @@ def _train_readout(config, tmp_path, readout, refusal, **frame):
 def test_train_and_predict_with_fields(tmp_path):
     path = tmp_path / "ss.npz"
     build_dataset(FIXTURES, path, labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1, atoms="ca-ss")
-    config = replace(tiny_config(path, tmp_path / "run"), model="se3-compact", fields=fields.SS_ORIENTATION, epochs=1,
+    config = replace(tiny_config(path, tmp_path / "run"), model="se3-compact", fields=fields.SS_PAIRING, epochs=1,
                      grid_size=26, voxel_size=4.0, model_kwargs={"widths": [[4, 2, 1], [4, 2, 1], [4, 2, 1], [4, 2, 1]]})
     train(config)
     meta = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert meta["input"]["fields"] == fields.SS_ORIENTATION and meta["input"]["in_type"] == str(T)
-    assert meta["network"]["config"]["in_type"] == str(T)
+    tp = FieldType.parse(fields.in_type(fields.SS_PAIRING))
+    assert meta["input"]["fields"] == fields.SS_PAIRING and meta["input"]["in_type"] == str(tp)
+    assert meta["network"]["config"]["in_type"] == str(tp)
     model = load_model(tmp_path / "run" / "best.json", precision="fp32")
     grids, n_atoms, _ = model.grids(read_structure(FIXTURES / "1fd3A00.pdb"), [None, CUBE[7]])
-    assert grids.shape == (2, T.dim, 26, 26, 26)
-    np.testing.assert_allclose(grids[1], T.transform(torch.from_numpy(grids[:1]), CUBE[7])[0].numpy(), atol=1e-6)
+    assert grids.shape == (2, tp.dim, 26, 26, 26) and grids[0, 3:5].sum() > 0  # the pairing channels are filled
+    np.testing.assert_allclose(grids[1], tp.transform(torch.from_numpy(grids[:1]), CUBE[7])[0].numpy(), atol=1e-6)
     pred, = model.predict(FIXTURES / "1fd3A00.pdb", rotations=4)
     assert pred.architecture in model.codes and 0 <= pred.agreement <= 1
     build_dataset(FIXTURES, tmp_path / "ca.npz", labels=FIXTURES / "labels.csv", n_splits=N_SPLITS, seed=0, workers=1)

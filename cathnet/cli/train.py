@@ -22,6 +22,7 @@ class Fields(str, Enum):
     (a test keeps them equal), written out so that the CLI starts without torch."""
 
     ss_orientation = "ss-orientation"
+    ss_pairing = "ss-pairing"
     frame = "frame"
 
 
@@ -56,7 +57,7 @@ def train(
     task: Task = typer.Option(Task.cath, "--task", help="cath (architecture per domain; dataset --atoms ca/ca-ss/...) or aa (amino acid per residue; dataset --atoms environment)."),
     oriented: bool = typer.Option(False, "--oriented", help="--task aa: put each environment in its residue's backbone frame (default: the structure's axes)."),
     backbone_channels: bool = typer.Option(False, "--backbone-channels", help="--task aa: the residue's own N, C, O and a virtual Cβ in channels of their own (shows the backbone frame without fixing axes)."),
-    fields: Fields = typer.Option(None, "--fields", help="Oriented input fields: --task cath on a ca-ss dataset: ss-orientation (helix and strand directions, order 1, and axes, order 2, at every Cα); --task aa with --backbone-channels: frame (Cα→N, Cα→C, Cα→Cβ as order-1 fields at the centre)."),
+    fields: Fields = typer.Option(None, "--fields", help="Oriented input fields: --task cath on a ca-ss dataset: ss-orientation (helix and strand directions, order 1, and axes, order 2, at every Cα), ss-pairing (the same plus parallel and antiparallel strand pairing as two scalar channels); --task aa with --backbone-channels: frame (Cα→N, Cα→C, Cα→Cβ as order-1 fields at the centre)."),
     canonical: Canonical = typer.Option(None, "--canonical", help="--task cath: principal turns every structure into its principal-axes frame before voxelization (then any rotation of the input leaves the prediction of a steerable network unchanged); none: as is."),
     epoch_size: int = typer.Option(None, "--epoch-size", min=1, help="Items per epoch, from a stream of seeded passes (default: one pass)."),
     val_size: int = typer.Option(None, "--val-size", min=1, help="Validate on a fixed seeded subset of this many items."),

@@ -47,6 +47,7 @@ class VoxelFields(str, Enum):
     """``--fields`` of ``cathnet voxelize`` (the structure-level fields of :mod:`cathnet.fields`)."""
 
     ss_orientation = "ss-orientation"
+    ss_pairing = "ss-pairing"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def voxelize(
     voxel_size: float = typer.Option(VOXEL_SIZE, "--voxel-size", callback=bounded(0.01, 100), help="Voxel edge in Å (0.01..100)."),
     sigma: float = typer.Option(SIGMA, "--sigma", callback=bounded(0.01, 100), help="Gaussian σ of each atom in Å (0.01..100)."),
     selection: Selection = typer.Option(Selection["ca"], "--selection", help="Atoms: Cα; Cα typed helix/strand/coil (ca-ss); backbone (N, CA, C, O); or all heavy atoms in channels C, N, O, S, other."),
-    fields: VoxelFields = typer.Option(None, "--fields", help="With --selection ca-ss: ss-orientation adds helix and strand directions (order 1) and axes (order 2) as oriented fields; the npz records the field type (in_type)."),
+    fields: VoxelFields = typer.Option(None, "--fields", help="With --selection ca-ss: ss-orientation adds helix and strand directions (order 1) and axes (order 2) as oriented fields, ss-pairing also the strands' parallel and antiparallel pairing (two scalar channels); the npz records the field type (in_type)."),
     canonical: Canonical = typer.Option(None, "--canonical", help="principal: turn each structure into the frame of its atoms' principal axes first (largest variance along x); the npz records the rotation. none: as is (the default)."),
     chain: list[str] = typer.Option(None, "--chain", help="Keep only this chain; repeat or comma-separate for several."),
     residues: str = typer.Option(None, "--residues", callback=check_residue_ranges, help="Keep only residue ranges [CHAIN:]START[-END][,...], e.g. A:10-50,A:60A-72."),
