@@ -162,7 +162,7 @@ def voxelize_fields(
     weights = [torch.ones_like(t[..., :1]), t, _axis(t)]
     slots = [mask[..., None], oriented[..., None].expand(-1, -1, _SLOTS - 1)]
     if pairing is not None:
-        channels.append(len(SS_CHANNELS) + steps[None, None, :2].expand(*ss.shape, 2))
+        channels.append(names.index(PAIRING_CHANNELS[0]) + steps[None, None, :2].expand(*ss.shape, 2))
         weights.append(pairing)
         slots.append((pairing > 0) & mask[..., None])
     B, A = mask.shape

@@ -10,6 +10,7 @@ from cathnet.canonical import CANONICAL
 from cathnet.cli import app
 from cathnet.cli.common import Canonical, Task
 from cathnet.cli.train import NETWORK_NAMES, Fields
+from cathnet.cli.voxelize import VoxelFields
 from cathnet.models import DEFAULT_MODELS
 from cathnet.tasks import TASKS
 
@@ -31,5 +32,6 @@ def test_help_does_not_import_torch():
 def test_choices_match_the_library():
     assert {t.value for t in Task} == set(TASKS) == set(DEFAULT_MODELS)
     assert {f.value for f in Fields} == {*fields.FIELDS, fields.FRAME}
+    assert {f.value for f in VoxelFields} == set(fields.FIELDS)
     assert {c.value for c in Canonical} == {*CANONICAL, "none"}
     assert list(NETWORK_NAMES) == networks.available()

@@ -50,13 +50,11 @@ def test_one_npz_per_structure(tmp_path):
 
 @pytest.mark.parametrize(("field_set", "in_type"), [("ss-orientation", "3x0 + 2x1 + 2x2"), ("ss-pairing", "5x0 + 2x1 + 2x2")])
 def test_oriented_fields_and_their_type(tmp_path, field_set, in_type):
-    from cathnet.cli.voxelize import VoxelFields
-    from cathnet.fields import FIELDS, channel_names
+    from cathnet.fields import channel_names
     from cathnet.nn import FieldType
     from cathnet.preprocess import Preprocessing
     from cathnet.voxel import Voxels
 
-    assert {f.value for f in VoxelFields} == set(FIELDS)
     result = run(CATH / "1fd3A00.pdb", "-o", tmp_path, "--selection", "ca-ss", "--fields", field_set, "--grid-size", "30")
     assert result.exit_code == 0, result.output
     z = np.load(tmp_path / "1fd3A00.npz")
