@@ -296,11 +296,10 @@ class _Run:
                     save_epoch(self.out, epoch + 1, self.model, self.optimizer, key=self._state_key(),
                                data_sha256=self.task.sha256, best=self.best, metrics=metrics,
                                best_metadata=self._metadata(metrics) if improved else None)
-                    if c.progress:
-                        self.console.print(
-                            f"epoch {epoch + 1}/{c.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-                            f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {metrics['time']:.1f}s"
-                        )
+                    self.console.print(  # also without the bar: background logs need it most
+                        f"epoch {epoch + 1}/{c.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+                        f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {metrics['time']:.1f}s"
+                    )
         if self.world > 1:
             dist.barrier()
         return {"out": str(self.out), "best": self.best, "epochs": c.epochs, "augment": self.augment}

@@ -121,6 +121,7 @@ def test_cli_train_usage_and_errors(dataset, tmp_path):
                             "--grid-size", "16", "--voxel-size", "6", "--train-fraction", "0.5"])
     assert r.exit_code == 0, r.output
     assert "best epoch 1" in r.output and (tmp_path / "r" / "best.safetensors").exists()
+    assert "epoch 1/1  train loss" in r.output  # --no-progress still logs each epoch
     assert json.loads((tmp_path / "r" / "best.json").read_text())["data"]["n_train"] == 10
 
 

@@ -83,7 +83,7 @@ def train(
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the training step (needs a C++ compiler; about a minute to compile, then faster)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar; without it, one line per epoch (for logs)."),
 ) -> None:
     """Train a network on a dataset built by `cathnet dataset build` (--task cath or aa).
 
