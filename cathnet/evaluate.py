@@ -4,7 +4,7 @@ structure)."""
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from cathnet.networks import reads_frame
 from cathnet.precision import resolve_precision
 from cathnet.preprocess import Preprocessing
 from cathnet.so3 import random_rotation
-from cathnet.tasks import make_task
+from cathnet.tasks import task_for
 
 __all__ = ["evaluate", "classification_metrics", "load_logits", "plot_confusion"]
 
@@ -106,8 +106,7 @@ def evaluate(
             raise TrainError(f"{checkpoint}: the network reads its features in the backbone frame (readout=frame); "
                              "--as-given does not apply")
         prep = replace(prep, oriented=oriented)
-    task = make_task(meta["task"], data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
-                     backbone_channels=prep.backbone_channels, canonical=prep.canonical, **asdict(prep.voxels))
+    task = task_for(meta["task"], data, prep)
     codes, info = meta["classes"]["codes"], task.metadata()
     if info["classes"]["codes"] != codes:
         raise TrainError(f"{data}: classes {info['classes']['codes']} differ from the model's {codes}")

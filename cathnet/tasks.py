@@ -13,6 +13,7 @@ the data file), ``items(splits)``, ``batch(items) -> Batch`` and ``metadata()`` 
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -182,3 +183,10 @@ def make_task(
         raise TrainError(f"grid size, voxel size and sigma must be positive, got {voxels}")
     keys = ("oriented", "radius", "backbone_channels", "fields") if name == "aa" else ("fields", "canonical")
     return task(data, voxels=voxels, **{k: v for k, v in options.items() if k in keys and v is not None})
+
+
+def task_for(name: str, data: str | Path, prep: Preprocessing):
+    """Task ``name`` on dataset ``data`` that prepares its items as ``prep`` says (a model's
+    input, from its metadata)."""
+    return make_task(name, data, fields=prep.fields, radius=prep.radius, oriented=prep.oriented,
+                     backbone_channels=prep.backbone_channels, canonical=prep.canonical, **asdict(prep.voxels))

@@ -16,7 +16,7 @@ turned by random rotations with ``--canonical none`` for a CATH model. The resul
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from cathnet.checkpoint import load_model, save_model
 from cathnet.inference import batch_grids
 from cathnet.preprocess import Preprocessing
 from cathnet.so3 import random_rotation
-from cathnet.tasks import make_task
+from cathnet.tasks import task_for
 
 
 def main() -> None:
@@ -50,16 +50,7 @@ def main() -> None:
     prep = Preprocessing.from_metadata(meta)
     if args.canonical is not None:
         prep = replace(prep, canonical=None if args.canonical == "none" else args.canonical)
-    task = make_task(
-        meta["task"],
-        args.data,
-        fields=prep.fields,
-        radius=prep.radius,
-        oriented=prep.oriented,
-        backbone_channels=prep.backbone_channels,
-        canonical=prep.canonical,
-        **asdict(prep.voxels),
-    )
+    task = task_for(meta["task"], args.data, prep)
     held_out = set(meta["data"]["val_splits"]) | set(meta["data"]["test_splits"])
     train = task.items([s for s in range(meta["data"]["n_splits"]) if s not in held_out])
     rng = np.random.default_rng(0)

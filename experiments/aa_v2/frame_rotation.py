@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from cathnet.inference import predict
 from cathnet.nn import FieldType
 from cathnet.preprocess import Preprocessing
 from cathnet.so3 import cube_rotations, random_rotation
-from cathnet.tasks import make_task
+from cathnet.tasks import task_for
 
 
 def main() -> None:
@@ -48,16 +47,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: not a frame-readout network")
     model = enn.collapse(network).eval()
     prep = Preprocessing.from_metadata(meta)
-    task = make_task(
-        meta["task"],
-        args.data,
-        fields=prep.fields,
-        radius=prep.radius,
-        oriented=prep.oriented,
-        backbone_channels=prep.backbone_channels,
-        canonical=prep.canonical,
-        **asdict(prep.voxels),
-    )
+    task = task_for(meta["task"], args.data, prep)
     items = task.items([args.split])
     items = np.sort(np.random.default_rng([args.seed, 1]).choice(items, min(args.max_items, len(items)), replace=False))
     y = task.labels[items]
