@@ -60,8 +60,6 @@ def main() -> None:
         if isinstance(m, torch.nn.BatchNorm3d):
             m.reset_running_stats()
             m.momentum = None  # cumulative mean
-        else:
-            m.running_sq.fill_(1.0)
     model.eval()
     for m in norms:
         m.train()  # batch statistics in the norms only: dropout stays off
@@ -69,7 +67,7 @@ def main() -> None:
     for k, lo in enumerate(range(0, len(train), args.batch_size)):
         for m in norms:
             if isinstance(m, enn.EquivariantBatchNorm):
-                m.momentum = 1 / (k + 1)  # its running mean, made cumulative
+                m.momentum = 1 / (k + 1)  # its running mean, made cumulative (the first batch overwrites it)
         batch = task.batch(train[lo : lo + args.batch_size])
         R = random_rotation(len(batch.targets), rng) if turn else None
         model(batch_grids(task.preprocessing, batch, R, dev))
