@@ -16,9 +16,11 @@ from torch import nn
 from cathnet.checkpoint import (
     CheckpointError,
     cpu_tensors,
+    load_model,
     load_optimizer,
     load_tensors,
     load_weights,
+    model_files,
     optimizer_tensors,
     read_json,
     require_fields,
@@ -28,7 +30,7 @@ from cathnet.checkpoint import (
 from cathnet.errors import TrainError
 from cathnet.fileio import atomic_write, finite_json, write_json
 
-__all__ = ["RESUME_KEYS", "STATE_FORMAT", "load_state", "save_epoch", "state_key"]
+__all__ = ["RESUME_KEYS", "STATE_FORMAT", "load_initial", "load_state", "save_epoch", "state_key"]
 
 STATE_FORMAT = "cathnet-train-state/1"
 _STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer": str, "optimizer_state": dict,
@@ -37,7 +39,7 @@ _STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer"
 RESUME_KEYS = (
     "model", "model_kwargs", "task", "batch_size", "lr", "lr_decay", "burn_in", "l1", "l2",
     "augment", "val_splits", "test_splits", "train_fraction", "grid_size", "voxel_size", "sigma", "seed",
-    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance", "canonical",
+    "oriented", "backbone_channels", "fields", "epoch_size", "val_size", "balance", "canonical", "init",
 )
 
 
@@ -84,6 +86,20 @@ def load_state(
         lines = [line for line in metrics.read_text().splitlines() if _epoch(line) <= state["epoch"]]
         atomic_write(metrics, "".join(line + "\n" for line in lines).encode())
     return state["epoch"], state["best"]
+
+
+def load_initial(model: nn.Module, path: str, *, task: dict) -> None:
+    """Start ``model`` from the weights of the trained model ``path`` (``--init``: a warm
+    restart or fine-tuning; the optimizer and learning-rate schedule start afresh). Its
+    network, task, input and classes must be ``model``'s and ``task``'s (:meth:`metadata`)."""
+    where = model_files(path)[0]
+    net, meta = load_model(path)
+    for key, ours, theirs in (("network", model.config, net.config), ("task", task["task"], meta["task"]),
+                              ("input", task["input"], meta["input"]),
+                              ("classes", task["classes"]["codes"], meta["classes"]["codes"])):
+        if json.loads(json.dumps(ours)) != json.loads(json.dumps(theirs)):
+            raise TrainError(f"--init {where}: its {key} differs from this run's ({theirs!r}, not {ours!r})")
+    load_weights(model, net.state_dict(), where)
 
 
 def save_epoch(

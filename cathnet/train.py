@@ -42,7 +42,7 @@ from cathnet.errors import TrainError, UsageError
 from cathnet.inference import batch_grids, predict, resolve_device
 from cathnet.nn import convert_sync_batchnorm
 from cathnet.precision import autocast, resolve_precision
-from cathnet.run_state import load_state, save_epoch, state_key
+from cathnet.run_state import load_initial, load_state, save_epoch, state_key
 from cathnet.so3 import random_rotation
 from cathnet.tasks import make_task
 from cathnet.train_config import TrainConfig
@@ -128,6 +128,8 @@ class _Run:
             self._resume()
         elif (self.out / "last.json").exists():
             raise TrainError(f"--out {self.out} already holds a training run; pass --resume or choose another --out")
+        if config.init and self.start_epoch == 0:
+            load_initial(self.model, config.init, task=self.task.metadata())
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last_3d)
             torch.backends.cudnn.benchmark = True

@@ -44,6 +44,7 @@ class TrainConfig:
     patience: int | None = None  # stop when validation accuracy has not improved for this many epochs
     time_limit: float | None = None  # minutes: no epoch starts that would end after this much training time
     compile: bool = False  # torch.compile the training step (a minute of compilation, then ~10 % faster on CPU)
+    init: str | None = None  # start from this trained model's weights (fresh optimizer and schedule)
     seed: int = 0
     resume: bool = False
     progress: bool = True
