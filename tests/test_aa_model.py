@@ -42,11 +42,11 @@ def test_released_model_metadata(model):
     assert meta["input"]["backbone_channels"] is True and meta["input"]["n_channels"] == 17
     assert meta["input"]["fields"] == "frame" and meta["input"]["in_type"] == "8x0 + 3x1"
     test = meta["metrics"]["test"]
-    accuracies = [test["accuracy"], *(meta["metrics"][v]["accuracy"] for v in ("v5", "v4", "v3", "v2", "v1"))]
+    accuracies = [test["accuracy"], *(meta["metrics"][v]["accuracy"] for v in ("v6", "v5", "v4", "v3", "v2", "v1"))]
     assert all(newer > older for newer, older in zip(accuracies, accuracies[1:]))
-    assert meta["metrics"]["v4"]["n_parameters"] < meta["network"]["n_parameters"]
-    assert meta["metrics"]["v5"]["n_parameters"] == meta["network"]["n_parameters"]  # v6: v5 trained longer
-    assert meta["metrics"]["validation"]["val_acc"] > meta["metrics"]["v5"]["validation"]["val_acc"]
+    assert meta["metrics"]["v4"]["n_parameters"] < meta["metrics"]["v6"]["n_parameters"] < meta["network"]["n_parameters"]
+    assert meta["metrics"]["validation"]["val_acc"] > meta["metrics"]["v6"]["validation"]["val_acc"]
+    assert meta["training"]["init"]  # v7: a warm restart from the first run's best epoch
     assert test["n"] == 72349 and meta["network"]["config"]["readout"] == "frame"
     assert meta["metrics"]["baseline"][0]["network"] == "cnn-env"
 
@@ -107,14 +107,17 @@ def test_arbitrary_rotations_of_a_real_protein_change_nothing(model):
     """Every environment is turned into its residue's backbone frame, which rotates with the
     structure: the predictions of a rotated domain are those of the original up to float
     rounding. The same network on environments as they lie in the file (no frame) is lost:
-    its head reads components in the frame (measured, v6: agreement 1.000 / 0.255, median
-    shift 8e-7 in fp32, 1e-4 in bf16 / 0.43)."""
-    oriented = _rotation_stability(model)
+    its head reads components in the frame (measured, v7: agreement 0.995 in fp32 (near-ties), 0.991 in bf16 / 0.259, median
+    shift 7e-7 in fp32, 7e-5 in bf16 / 0.47)."""
+    exact = _rotation_stability(cathnet.load_model("aa-propensity", precision="fp32"))
+    default = _rotation_stability(model)  # bf16 where the CPU has it: rounding flips near-ties
     as_given = cathnet.load_model("aa-propensity")
     as_given.preprocessing = dataclasses.replace(as_given.preprocessing, oriented=False)
     unoriented = _rotation_stability(as_given)
-    print(f"top-1 agreement, median total-variation shift: backbone frame {oriented}, as given {unoriented}")
-    assert oriented[0] >= 0.99 and oriented[1] < 0.01
+    print(f"top-1 agreement, median total-variation shift: backbone frame, fp32 {exact}, default precision "
+          f"{default}; as given {unoriented}")
+    assert exact[0] >= 0.99 and exact[1] < 1e-4
+    assert default[0] >= 0.97 and default[1] < 0.01
     assert unoriented[0] < 0.9 and unoriented[1] > 0.03
     with pytest.raises(ValueError, match="oriented"):
         model.predict(EXAMPLE, rotations=2)
