@@ -125,6 +125,28 @@ def test_cli_train_usage_and_errors(dataset, tmp_path):
     assert json.loads((tmp_path / "r" / "best.json").read_text())["data"]["n_train"] == 10
 
 
+def test_init_starts_from_a_trained_model_with_a_fresh_schedule(run, dataset, tmp_path):
+    out, _ = run
+    best = load_file(out / "best.safetensors")
+    config = tiny_config(dataset, tmp_path / "warm", epochs=1, lr=1e-12, seed=1, init=str(out / "best.json"))
+    train(config)
+    warm = load_file(tmp_path / "warm" / "epoch-0001.safetensors")
+    weights = [k for k in best if k.endswith("weight") and best[k].dim() > 1]
+    assert weights and all(torch.allclose(warm[k], best[k], atol=1e-9) for k in weights)  # lr 1e-12: no step
+    assert [m["lr"] for m in _metrics(tmp_path / "warm")] == [1e-12]  # the schedule starts again
+    assert load_model(tmp_path / "warm" / "best.json")[1]["training"]["init"] == str(out / "best.json")
+    train(replace(config, init=None, out=str(tmp_path / "cold")))
+    scratch = load_file(tmp_path / "cold" / "epoch-0001.safetensors")
+    assert not all(torch.allclose(scratch[k], best[k], atol=1e-3) for k in weights)  # without --init: from scratch
+    with pytest.raises(TrainError, match="network differs"):
+        train(replace(config, out=str(tmp_path / "wide"), model_kwargs={"widths": [8, 16, 16, 24]}))
+    with pytest.raises(TrainError, match="input differs"):
+        train(replace(config, out=str(tmp_path / "fine"), voxel_size=3.0))
+    result = CliRunner().invoke(app, ["train", "--data", str(dataset), "--model", "cnn-compact", "--out",
+                                      str(tmp_path / "cli"), "--init", str(tmp_path / "missing.json")])
+    assert result.exit_code != 0 and "missing.json" in result.output
+
+
 def test_patience_stops_early_and_resume_keeps_the_stop(dataset, tmp_path):
     config = tiny_config(dataset, tmp_path, epochs=20, patience=1, lr=3e-3)
     result = train(config)
