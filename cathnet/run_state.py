@@ -30,7 +30,10 @@ from cathnet.checkpoint import (
 from cathnet.errors import TrainError
 from cathnet.fileio import atomic_write, finite_json, write_json
 
-__all__ = ["RESUME_KEYS", "STATE_FORMAT", "load_initial", "load_state", "save_epoch", "state_key"]
+#: network options that change training, not the weights: ``--init`` may set them afresh
+REGULARISATION = ("dropout", "head_dropout")
+
+__all__ = ["REGULARISATION", "RESUME_KEYS", "STATE_FORMAT", "load_initial", "load_state", "save_epoch", "state_key"]
 
 STATE_FORMAT = "cathnet-train-state/1"
 _STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer": str, "optimizer_state": dict,
@@ -88,14 +91,21 @@ def load_state(
     return state["epoch"], state["best"]
 
 
+def _weights_config(network: nn.Module) -> dict:
+    """The network's config without its :data:`REGULARISATION` options."""
+    config: dict = network.config  # type: ignore[assignment]  # every cathnet network has its registry config
+    return {k: v for k, v in config.items() if k not in REGULARISATION}
+
+
 def load_initial(model: nn.Module, path: str, *, task: dict) -> None:
     """Start ``model`` from the weights of the trained model ``path`` (``--init``: a warm
     restart or fine-tuning; the optimizer and learning-rate schedule start afresh). Its
-    network, task, input and classes must be ``model``'s and ``task``'s (:meth:`metadata`)."""
+    network, task, input and classes must be ``model``'s and ``task``'s (:meth:`metadata`); the
+    network's :data:`REGULARISATION` options (which no weight depends on) may differ."""
     where = model_files(path)[0]
     net, meta = load_model(path)
-    for key, ours, theirs in (("network", model.config, net.config), ("task", task["task"], meta["task"]),
-                              ("input", task["input"], meta["input"]),
+    for key, ours, theirs in (("network", _weights_config(model), _weights_config(net)),
+                              ("task", task["task"], meta["task"]), ("input", task["input"], meta["input"]),
                               ("classes", task["classes"]["codes"], meta["classes"]["codes"])):
         if json.loads(json.dumps(ours)) != json.loads(json.dumps(theirs)):
             raise TrainError(f"--init {where}: its {key} differs from this run's ({theirs!r}, not {ours!r})")

@@ -140,6 +140,11 @@ def test_init_starts_from_a_trained_model_with_a_fresh_schedule(run, dataset, tm
     assert not all(torch.allclose(scratch[k], best[k], atol=1e-3) for k in weights)  # without --init: from scratch
     with pytest.raises(TrainError, match="network differs"):
         train(replace(config, out=str(tmp_path / "wide"), model_kwargs={"widths": [8, 16, 16, 24]}))
+    # dropout changes no weight: fine-tuning may switch it off
+    train(replace(config, out=str(tmp_path / "no-dropout"), model_kwargs={"widths": [8, 16, 16, 16], "dropout": 0.0}))
+    tuned, meta = load_model(tmp_path / "no-dropout" / "best.json")
+    assert meta["network"]["config"]["dropout"] == 0.0
+    assert all(torch.allclose(tuned.state_dict()[k], best[k], atol=1e-9) for k in weights)
     with pytest.raises(TrainError, match="input differs"):
         train(replace(config, out=str(tmp_path / "fine"), voxel_size=3.0))
     result = CliRunner().invoke(app, ["train", "--data", str(dataset), "--model", "cnn-compact", "--out",
