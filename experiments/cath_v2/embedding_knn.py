@@ -23,6 +23,7 @@ import json
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from cathnet import nn as enn
 from cathnet.checkpoint import load_model
@@ -59,18 +60,11 @@ def embed(args: argparse.Namespace) -> None:
 
     predict(model, task, items, device=torch.device("cpu"), batch_size=args.batch_size, precision="fp32",
             on_batch=progress)
-    with np.load(args.data, allow_pickle=False) as d:
-        splits = d["splits"][items] if "splits" in d.files else None
-    np.savez(args.output, items=items, labels=task.labels[items], splits=splits,
+    np.savez(args.output, items=items, labels=task.labels[items], splits=task.data.splits[items],
              features=np.stack([torch.cat(f).numpy() for f in features]),
              logits=np.stack([torch.cat(g).numpy() for g in member_logits]),
              meta=json.dumps({"model": str(args.model), "classes": meta["classes"]["codes"]}))
     print(f"wrote {args.output}")
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def knn_probabilities(
@@ -103,7 +97,7 @@ def report(args: argparse.Namespace) -> None:
         val = splits == fold
         mean, std = feats[m][train].mean(0), feats[m][train].std(0) + 1e-6
         ref, q = normalise(feats[m][train], mean, std), normalise(feats[m][val], mean, std)
-        p_soft = softmax(logits[m][val])
+        p_soft = softmax(logits[m][val], axis=1)
         for j, (k, t, w) in enumerate(grid):
             p = (1 - w) * p_soft + w * knn_probabilities(q, ref, y[train], n_classes, k, t)
             acc[m, j] = (p.argmax(1) == y[val]).mean()
