@@ -29,11 +29,16 @@ from cathnet.checkpoint import (
 )
 from cathnet.errors import TrainError
 from cathnet.fileio import atomic_write, finite_json, write_json
+from cathnet.networks import is_equivariant
+from cathnet.networks.widen import widen
 
 #: network options that change training, not the weights: ``--init`` may set them afresh
 REGULARISATION = ("dropout", "head_dropout")
+#: network options a steerable network may grow in under ``--init`` (fields per order and stage, head scalars)
+WIDTHS = ("widths", "head_scalars")
 
-__all__ = ["REGULARISATION", "RESUME_KEYS", "STATE_FORMAT", "load_initial", "load_state", "save_epoch", "state_key"]
+__all__ = ["REGULARISATION", "RESUME_KEYS", "STATE_FORMAT", "WIDTHS", "load_initial", "load_state", "save_epoch",
+           "state_key"]
 
 STATE_FORMAT = "cathnet-train-state/1"
 _STATE_FIELDS = {"config": dict, "data_sha256": str, "weights": str, "optimizer": str, "optimizer_state": dict,
@@ -101,15 +106,27 @@ def load_initial(model: nn.Module, path: str, *, task: dict) -> None:
     """Start ``model`` from the weights of the trained model ``path`` (``--init``: a warm
     restart or fine-tuning; the optimizer and learning-rate schedule start afresh). Its
     network, task, input and classes must be ``model``'s and ``task``'s (:meth:`metadata`); the
-    network's :data:`REGULARISATION` options (which no weight depends on) may differ."""
+    network's :data:`REGULARISATION` options (which no weight depends on) may differ, and a
+    steerable network may be wider (:data:`WIDTHS`): it starts as the same function
+    (:func:`cathnet.networks.widen.widen`)."""
     where = model_files(path)[0]
     net, meta = load_model(path)
-    for key, ours, theirs in (("network", _weights_config(model), _weights_config(net)),
-                              ("task", task["task"], meta["task"]), ("input", task["input"], meta["input"]),
-                              ("classes", task["classes"]["codes"], meta["classes"]["codes"])):
-        if json.loads(json.dumps(ours)) != json.loads(json.dumps(theirs)):
-            raise TrainError(f"--init {where}: its {key} differs from this run's ({theirs!r}, not {ours!r})")
-    load_weights(model, net.state_dict(), where)
+    ours, theirs = (json.loads(json.dumps(_weights_config(n))) for n in (model, net))
+    checks = [("task", task["task"], meta["task"]), ("input", task["input"], meta["input"]),
+              ("classes", task["classes"]["codes"], meta["classes"]["codes"])]
+    design = [{k: v for k, v in c.items() if k not in WIDTHS} for c in (ours, theirs)]
+    if not (design[0] == design[1] and is_equivariant(ours)):
+        checks.insert(0, ("network", ours, theirs))
+    for key, a, b in checks:
+        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+            raise TrainError(f"--init {where}: its {key} differs from this run's ({b!r}, not {a!r})")
+    if ours == theirs:
+        load_weights(model, net.state_dict(), where)
+        return
+    try:
+        widen(net, model)
+    except ValueError as exc:
+        raise TrainError(f"--init {where}: its network cannot be widened to this run's: {exc}") from None
 
 
 def save_epoch(

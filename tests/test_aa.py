@@ -7,11 +7,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cathnet.checkpoint import load_model as load_trained
 from cathnet.cli import app
 from cathnet.data import DatasetError, EnvironmentData, build_dataset
 from cathnet.environments import AMINO_ACIDS, residue_environments
 from cathnet.evaluate import evaluate
+from cathnet.networks import from_config
 from cathnet.predict import load_model
+from cathnet.run_state import load_initial
 from cathnet.structure import read_structure
 from cathnet.tasks import AminoAcidTask, TrainError, make_task
 from cathnet.train import _Run, train
@@ -317,3 +320,21 @@ def test_export_of_an_aa_model(trained, tmp_path):
     side = json.loads(sidecar_path(out).read_text())
     assert side["input"]["channels"] == ["C", "N", "O", "S"] and side["input"]["centre"] == "CA"
     assert side["classes"]["names"] == list(AMINO_ACIDS) and side["output"]["shape"] == ["batch", 20]
+
+
+def test_init_widens_a_trained_steerable_model(data, trained, tmp_path):
+    narrow, meta = load_trained(trained / "best.json")
+    config = meta["network"]["config"]
+    wide = from_config({**config, "widths": [[5, 3, 2], [6, 3, 2]], "head_scalars": 20})
+    load_initial(wide, str(trained / "best.json"), task=meta)
+    x = torch.randn(4, config["in_channels"], 16, 16, 16)
+    with torch.no_grad():
+        a, b = narrow.eval()(x), wide.eval()(x)
+    assert (a - b).abs().max() <= 1e-5 * a.abs().max()  # the same function, more fields to train
+    # through `cathnet train --init`: a wider run starts from the narrow one; a narrower one is refused
+    train(aa_config(data, tmp_path / "wide", init=str(trained / "best.json"),
+                    model_kwargs={"widths": [[5, 3, 2], [6, 3, 2]], "head_scalars": 16}))
+    assert load_trained(tmp_path / "wide" / "best.json")[1]["network"]["config"]["widths"] == [[5, 3, 2], [6, 3, 2]]
+    with pytest.raises(TrainError, match=r"cannot be widened to this run's: features.0.0: .* is not wider"):
+        train(aa_config(data, tmp_path / "narrow", init=str(trained / "best.json"),
+                        model_kwargs={"widths": [[3, 2, 1], [4, 2, 1]], "head_scalars": 16}))
