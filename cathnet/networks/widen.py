@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cathnet.networks.steerable import _Head
-from cathnet.nn import EquivariantBatchNorm, FieldType, Gate, SE3Conv
+from cathnet.networks.steerable import GatedConv, _Head
+from cathnet.nn import EquivariantBatchNorm, FieldType, SE3Conv
 
 __all__ = ["widen"]
 
@@ -73,11 +73,12 @@ def widen(narrow: nn.Module, wide: nn.Module) -> None:
     as many fields of every order in every layer) so that ``wide`` computes the same
     logits. Raises ``ValueError`` naming the first tensor that cannot be carried over."""
     old_modules, new_state, old_state = dict(narrow.named_modules()), wide.state_dict(), narrow.state_dict()
-    gated: dict[str, tuple[FieldType, FieldType]] = {}
+    gated: dict[str, tuple[FieldType, FieldType]] = {}  # conv and norm of a gated block -> its gate's (old, new) types
     for name, module in wide.named_modules():
-        if isinstance(module, Gate) and isinstance(old_modules.get(name), Gate):
-            parent = name.rsplit(".", 1)[0] + "." if "." in name else ""
-            gated[parent] = (old_modules[name].out_type, module.out_type)
+        old = old_modules.get(name)
+        if isinstance(module, GatedConv) and isinstance(old, GatedConv):
+            gates = (old[2].out_type, module[2].out_type)  # conv, norm, Gate
+            gated[f"{name}.0"] = gated[f"{name}.1"] = gates  # type: ignore[assignment]
     done: set[str] = set()
     for name, module in wide.named_modules():
         try:
@@ -97,8 +98,7 @@ def _carry(name: str, module: nn.Module, old: nn.Module | None, gated: dict, old
            done: set[str]) -> None:
     """Place the weights of the narrow network's module ``old`` in ``new_state`` at ``module``'s (same name)."""
     if isinstance(module, SE3Conv) and isinstance(old, SE3Conv):
-        g = gated.get(name.rsplit(".", 1)[0] + ".") if name.endswith(".0") else None
-        outs = _fields(old.out_type, module.out_type, g)
+        outs = _fields(old.out_type, module.out_type, gated.get(name))
         ins = _fields(old.in_type, module.in_type)
         for j, l in module.pairs:
             key = f"{name}.weight_{j}_{l}"
@@ -111,15 +111,14 @@ def _carry(name: str, module: nn.Module, old: nn.Module | None, gated: dict, old
             _place(new_state[f"{name}.bias"], old_state[f"{name}.bias"], outs[0])
             done.add(f"{name}.bias")
     elif isinstance(module, EquivariantBatchNorm) and isinstance(old, EquivariantBatchNorm):
-        g = gated.get(name.rsplit(".", 1)[0] + ".") if name.endswith(".1") else None
-        fields = _fields(old.field_type, module.field_type, g)
-        for key, tensor in old_state.items():
-            if key.startswith(f"{name}.") and key.count(".") == name.count(".") + 2:  # scalar_bn.*
-                if tensor.dim():
-                    _place(new_state[key], tensor, fields[0])
-                else:
-                    new_state[key].copy_(tensor)
-                done.add(key)
+        fields = _fields(old.field_type, module.field_type, gated.get(name))
+        for leaf in old.scalar_bn.state_dict() if old.scalar_bn is not None else ():
+            key = f"{name}.scalar_bn.{leaf}"
+            if old_state[key].dim():
+                _place(new_state[key], old_state[key], fields[0])
+            else:  # num_batches_tracked
+                new_state[key].copy_(old_state[key])
+            done.add(key)
         for leaf in ("running_sq", "weight"):
             key = f"{name}.{leaf}"
             if key in old_state:
