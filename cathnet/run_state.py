@@ -34,8 +34,8 @@ from cathnet.networks.widen import widen
 
 #: network options that change training, not the weights: ``--init`` may set them afresh
 REGULARISATION = ("dropout", "head_dropout")
-#: network options a steerable network may grow in under ``--init`` (fields per order and stage, head scalars)
-WIDTHS = ("widths", "head_scalars")
+#: network options a steerable network may grow in under ``--init`` (fields per order and stage, head scalars, head MLP)
+WIDTHS = ("widths", "head_scalars", "head_hidden")
 
 __all__ = ["REGULARISATION", "RESUME_KEYS", "STATE_FORMAT", "WIDTHS", "load_initial", "load_state", "save_epoch",
            "state_key"]

@@ -325,8 +325,8 @@ def test_export_of_an_aa_model(trained, tmp_path):
 def test_init_widens_a_trained_steerable_model(data, trained, tmp_path):
     narrow, meta = load_trained(trained / "best.json")
     config = meta["network"]["config"]
-    wide = from_config({**config, "widths": [[5, 3, 2], [6, 3, 2]], "head_scalars": 20})
-    load_initial(wide, str(trained / "best.json"), task=meta)
+    wide = from_config({**config, "widths": [[5, 3, 2], [6, 3, 2]], "head_scalars": 20, "head_hidden": 8})
+    load_initial(wide, str(trained / "best.json"), task=meta)  # wider fields and head, and an MLP head
     x = torch.randn(4, config["in_channels"], 16, 16, 16)
     with torch.no_grad():
         a, b = narrow.eval()(x), wide.eval()(x)

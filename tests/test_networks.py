@@ -47,6 +47,7 @@ def _warm(model, grid, channels=1):
         pytest.param("se3resnet34", {"grid_size": 14}, 14, marks=pytest.mark.slow),
         ("se3-env", {}, 16),
         ("se3-env", {"centre_radii": [1.0, 1.8]}, 16),
+        ("se3-env", {"head_hidden": 8}, 16),  # an MLP head reads the same invariants
     ],
 )
 def test_shipped_networks_are_invariant_to_cube_rotations(name, kwargs, grid):

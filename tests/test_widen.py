@@ -33,7 +33,7 @@ def _logits(net, x):
     ([[4, 2, 1], [6, 3, 1]], [[5, 3, 2], [8, 4, 2]]),   # every order of every stage wider
     ([[4, 2], [6, 3]], [[4, 2, 1], [6, 3, 2]]),          # an order the narrow network lacks
 ])
-@pytest.mark.parametrize("head", [{}, {"head_scalars": 24, "centre_radii": [1.0]}])
+@pytest.mark.parametrize("head", [{}, {"head_scalars": 24, "centre_radii": [1.0]}, {"head_hidden": 12}])
 def test_the_widened_network_computes_the_same_logits(narrow, wide, head):
     torch.manual_seed(0)
     x = torch.randn(6, 17, 16, 16, 16)
@@ -78,3 +78,21 @@ def test_a_narrower_or_different_network_is_refused():
     deeper = build("se3-env", widths=[[5, 3, 2], [8, 4, 2]], depth=2, **FRAME)
     with pytest.raises(ValueError, match="features.4.0: .* is not wider"):
         widen(small, deeper)
+
+
+def test_a_head_mlp_grows_as_the_same_function_and_learns():
+    torch.manual_seed(0)
+    x = torch.randn(5, 17, 16, 16, 16)
+    small = _trained_like(build("se3-env", widths=[[4, 2, 1], [6, 3, 1]], dropout=0.0, head_hidden=8, **FRAME), x)
+    reference = _logits(small, x)
+    big = build("se3-env", widths=[[5, 3, 2], [8, 4, 2]], dropout=0.0, **{**FRAME, "head_scalars": 20}, head_hidden=12)
+    widen(small, big)
+    assert (_logits(big, x) - reference).abs().max() <= 1e-5 * reference.abs().max()
+    big.train()
+    big(x).logsumexp(1).sum().backward()
+    out = big.head.mlp[4].weight
+    assert (out[:, 8:] == 0).all() and out.grad[:, 8:].abs().sum() > 0  # new hidden units: read as zero, learnable
+    with pytest.raises(ValueError, match="head.mlp is narrower|MLP is narrower"):
+        widen(big, build("se3-env", widths=[[5, 3, 2], [8, 4, 2]], **{**FRAME, "head_scalars": 20}, head_hidden=4))
+    with pytest.raises(ValueError, match="head.mlp"):  # an MLP head cannot be dropped
+        widen(small, build("se3-env", widths=[[5, 3, 2], [8, 4, 2]], **FRAME))

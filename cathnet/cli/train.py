@@ -81,7 +81,7 @@ def train(
     patience: int = typer.Option(None, "--patience", min=1, max=10_000, help="Stop early when validation accuracy has not improved for this many epochs."),
     time_limit: float = typer.Option(None, "--time-limit", min=0.1, help="Minutes of training: no epoch starts that would end later (judged by the longest epoch so far)."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the training step (needs a C++ compiler; about a minute to compile, then faster)."),
-    init: Path = typer.Option(None, "--init", exists=True, help="Start from this trained model's weights (NAME.json, e.g. RUN/best.json or a released model; same network, task and input; dropout may differ; a steerable network may be wider, --model-arg widths=... or head_scalars=..., and starts as the same function) with a fresh optimizer and learning-rate schedule: a warm restart, fine-tuning on other data, or a widened network."),
+    init: Path = typer.Option(None, "--init", exists=True, help="Start from this trained model's weights (NAME.json, e.g. RUN/best.json or a released model; same network, task and input; dropout may differ; a steerable network may be wider, --model-arg widths=..., head_scalars=... or head_hidden=..., and starts as the same function) with a fresh optimizer and learning-rate schedule: a warm restart, fine-tuning on other data, or a widened network."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar; without it, one line per epoch (for logs)."),

@@ -81,10 +81,12 @@ class _Head(nn.Module):
     not invariants of the grid, but of the structure when the input is in a frame that
     rotates with it (a residue's backbone frame). ``readout="axes"``: their absolute values,
     which 180° turns about the grid axes keep (every real spherical harmonic is even or odd
-    in each coordinate), for frames known up to the signs of their axes (principal axes)."""
+    in each coordinate), for frames known up to the signs of their axes (principal axes).
+    ``hidden`` > 0 adds a one-hidden-layer MLP on the same invariants to the linear logits
+    (dropout, linear, ReLU, dropout, linear): a nonlinear head that costs no grid work."""
 
     def __init__(self, t_in: FieldType, n_scalars: int, n_classes: int, kernel: int, dropout: float,
-                 centre_radii: Sequence[float] = (), readout: str = "invariant"):
+                 centre_radii: Sequence[float] = (), readout: str = "invariant", hidden: int = 0):
         super().__init__()
         t = FieldType([n_scalars])
         self.conv = nn.Sequential(SE3Conv(t_in, t, kernel, bias=False, gain=GATE_GAIN), EquivariantBatchNorm(t), nn.ReLU())
@@ -93,14 +95,17 @@ class _Head(nn.Module):
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
         self.readout = readout
         self.n_frame = 0 if readout == "invariant" else t_in.dim - t_in.mult(0)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.pool.out_features + self.n_frame, n_classes))
+        n_in = self.pool.out_features + self.n_frame
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, n_classes))
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, n_classes)) if hidden else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pool(self.conv(x))
         if self.n_frame:
             components = x[:, x.shape[1] - self.n_frame:].to(y.dtype).mean(dim=(2, 3, 4))
             y = torch.cat([y, components.abs() if self.readout == "axes" else components], dim=1)
-        return self.classifier(y)
+        return self.classifier(y) if self.mlp is None else self.classifier(y) + self.mlp(y)
 
 
 class _Invariant(nn.Module):
@@ -131,6 +136,7 @@ class SE3ResNet(_Invariant):
         grid_size: int = 50,
         dropout: float = 0.1,
         head_dropout: float = 0.5,
+        head_hidden: int = 0,
     ):
         super().__init__()
         t = FieldType(stem)
@@ -143,7 +149,7 @@ class SE3ResNet(_Invariant):
                 n = _down(n)[2] if down else n
                 t = FieldType(mults)
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, kernel_size, head_dropout)
+        self.head = _Head(t, head_scalars, n_classes, kernel_size, head_dropout, hidden=head_hidden)
 
 
 class SE3Compact(_Invariant):
@@ -165,6 +171,7 @@ class SE3Compact(_Invariant):
         dropout: float = 0.1,
         head_dropout: float = 0.3,
         readout: str = "invariant",
+        head_hidden: int = 0,
     ):
         super().__init__()
         types = [FieldType(w) for w in widths]
@@ -182,7 +189,7 @@ class SE3Compact(_Invariant):
                 layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, readout=readout)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, readout=readout, hidden=head_hidden)
 
 
 class SE3Environment(_Invariant):
@@ -210,6 +217,7 @@ class SE3Environment(_Invariant):
         head_dropout: float = 0.2,
         centre_radii: Sequence[float] = (),
         readout: str = "invariant",
+        head_hidden: int = 0,
     ):
         super().__init__()
         n, t = grid_size, in_type
@@ -223,7 +231,7 @@ class SE3Environment(_Invariant):
             layers.append(FieldDropout(t_out, dropout))
             t = t_out
         self.features = nn.Sequential(*layers)
-        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii, readout)
+        self.head = _Head(t, head_scalars, n_classes, 3, head_dropout, centre_radii, readout, head_hidden)
 
 
 def se3resnet34(in_channels: int, n_classes: int, in_type: str | None = None, **kwargs) -> SE3ResNet:

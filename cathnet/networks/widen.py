@@ -3,8 +3,8 @@
 A network with more fields per order starts from a trained narrower one of the same
 design and computes exactly the same function: every old weight goes to the place of the
 fields it connects, and the weights by which old fields (and the classifier) read a new
-field are zero. The new fields keep their random initialisation, so gradients reach them
-at once, and training continues from the narrow network's accuracy instead of from
+field (or a hidden unit of an added MLP head) are zero. The new fields keep their random
+initialisation, so gradients reach them at once, and training continues from the narrow network's accuracy instead of from
 scratch — capacity at the cost of a warm restart, not of a full run.
 
 Fields keep their index within their order; new fields come after the old ones. A gated
@@ -138,3 +138,26 @@ def _carry(name: str, module: nn.Module, old: nn.Module | None, gated: dict, old
         _place(new_state[f"{key}.weight"], old_state[f"{key}.weight"], np.arange(len(old_state[f"{key}.bias"])), cols)
         new_state[f"{key}.bias"].copy_(old_state[f"{key}.bias"])
         done.update((f"{key}.weight", f"{key}.bias"))
+        if module.mlp is not None:
+            _carry_mlp(f"{name}.mlp", old.mlp, cols, old_state, new_state, done)
+
+
+def _carry_mlp(key: str, old: nn.Module | None, cols: np.ndarray, old_state: dict, new_state: dict,
+               done: set[str]) -> None:
+    """The head's MLP (dropout, linear ``.1``, ReLU, dropout, linear ``.4``): old hidden units
+    keep their weights (reading the old features at ``cols``); the output reads new hidden
+    units, or the whole MLP when the narrow head has none, with zero weights."""
+    hidden = old[1].out_features if old is not None else 0  # type: ignore[index]
+    if hidden > new_state[f"{key}.1.bias"].numel():
+        raise ValueError("the head's MLP is narrower than the trained one's (head_hidden)")
+    if not hidden:
+        new_state[f"{key}.4.weight"].zero_()
+        new_state[f"{key}.4.bias"].zero_()
+        return
+    units = np.arange(hidden)
+    _place(new_state[f"{key}.1.weight"], old_state[f"{key}.1.weight"], units, cols)
+    _place(new_state[f"{key}.1.bias"], old_state[f"{key}.1.bias"], units)
+    n_classes = new_state[f"{key}.4.bias"].numel()
+    _place(new_state[f"{key}.4.weight"], old_state[f"{key}.4.weight"], np.arange(n_classes), units)
+    new_state[f"{key}.4.bias"].copy_(old_state[f"{key}.4.bias"])
+    done.update(f"{key}.{i}.{leaf}" for i in (1, 4) for leaf in ("weight", "bias"))

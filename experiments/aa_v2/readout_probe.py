@@ -39,11 +39,10 @@ def _octants(t: torch.Tensor) -> torch.Tensor:
 
 def _features(model: torch.nn.Module, task, items: np.ndarray) -> dict[str, np.ndarray]:
     """Labels, logits and the features described above for ``items``."""
-    head, F, S, V = model.head, [], [], []
-    n_scalars = head.conv[0].in_type.mult(0)
+    head, F, S, V = model.head, [], [], []  # the frame readout: the last head.n_frame channels of the head's input
     hooks = [head.classifier.register_forward_pre_hook(lambda m, a: F.append(a[0].float())),
              head.conv.register_forward_hook(lambda m, a, o: S.append(_octants(o))),
-             head.register_forward_pre_hook(lambda m, a: V.append(_octants(a[0][:, n_scalars:])))]
+             head.register_forward_pre_hook(lambda m, a: V.append(_octants(a[0][:, a[0].shape[1] - head.n_frame:])))]
     logits = predict(model, task, items, device=torch.device("cpu"), batch_size=256, precision="fp32")
     for h in hooks:
         h.remove()
