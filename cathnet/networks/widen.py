@@ -4,8 +4,9 @@ A network with more fields per order starts from a trained narrower one of the s
 design and computes exactly the same function: every old weight goes to the place of the
 fields it connects, and the weights by which old fields (and the classifier) read a new
 field (or a hidden unit of an added MLP head) are zero. The new fields keep their random
-initialisation, so gradients reach them at once, and training continues from the narrow network's accuracy instead of from
-scratch — capacity at the cost of a warm restart, not of a full run.
+initialisation, so gradients reach them at once, and training continues from the narrow
+network's accuracy instead of from scratch — capacity at the cost of a warm restart, not
+of a full run.
 
 Fields keep their index within their order; new fields come after the old ones. A gated
 convolution's output (:meth:`FieldType.gated`) holds its scalars, then one gate per field
