@@ -42,11 +42,15 @@ def test_released_model_metadata(model):
     assert meta["input"]["backbone_channels"] is True and meta["input"]["n_channels"] == 17
     assert meta["input"]["fields"] == "frame" and meta["input"]["in_type"] == "8x0 + 3x1"
     test = meta["metrics"]["test"]
-    accuracies = [test["accuracy"], *(meta["metrics"][v]["accuracy"] for v in ("v6", "v5", "v4", "v3", "v2", "v1"))]
+    versions = ("v7", "v6", "v5", "v4", "v3", "v2", "v1")
+    accuracies = [test["accuracy"], *(meta["metrics"][v]["accuracy"] for v in versions)]
     assert all(newer > older for newer, older in zip(accuracies, accuracies[1:]))
-    assert meta["metrics"]["v4"]["n_parameters"] < meta["metrics"]["v6"]["n_parameters"] < meta["network"]["n_parameters"]
-    assert meta["metrics"]["validation"]["val_acc"] > meta["metrics"]["v6"]["validation"]["val_acc"]
+    assert meta["metrics"]["v6"]["n_parameters"] < meta["metrics"]["v7"]["n_parameters"] < meta["network"]["n_parameters"]
+    validation = meta["metrics"]["validation"]
+    assert validation["val_acc"] > validation["linear_only_val_acc"] >= meta["metrics"]["v7"]["validation"]["val_acc"]
     assert meta["training"]["init"]  # v7: a warm restart from the first run's best epoch
+    fit = meta["training"]["head_fit"]  # v8: v7 with an MLP head fitted on its frozen features
+    assert meta["network"]["config"]["head_hidden"] == fit["hidden"] > 0 and fit["n_train"] > 100_000
     assert test["n"] == 72349 and meta["network"]["config"]["readout"] == "frame"
     assert meta["metrics"]["baseline"][0]["network"] == "cnn-env"
 

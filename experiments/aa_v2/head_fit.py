@@ -35,8 +35,8 @@ def load_features(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     """Training features and labels of every file (each residue once), validation from the first."""
     files = [np.load(p) for p in paths]
     val_items = files[0]["val_items"]
-    if any(not np.array_equal(f["val_items"], val_items) for f in files):
-        sys.exit("the files hold different validation residues: extract them with the same --val")
+    if any("val_items" in f and not np.array_equal(f["val_items"], val_items) for f in files):
+        sys.exit("the files hold different validation residues: extract them with the same --val (or --val 0)")
     items = np.concatenate([f["train_items"] for f in files])
     _, first = np.unique(items, return_index=True)
     X = np.concatenate([f["train_F"] for f in files])[first]
@@ -133,7 +133,7 @@ def main() -> None:
         "wd": args.wd, "batch_size": args.batch_size, "train_linear": args.train_linear, "seed": args.seed,
         "history": history, "command": shlex.join(["python", *sys.argv]),
     }
-    out["metrics"] = {"head_fit_validation": {"linear_only": own, "with_mlp": val, "n": len(Xv)}}
+    out["metrics"] = {**history[-1], "val_acc": val, "linear_only_val_acc": own, "n_val": len(Xv)}  # as train's
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     save_model(args.output, model, out)
     print(json.dumps(out["metrics"]))

@@ -15,6 +15,9 @@ validation top-1, against the same refit on the classifier's input alone:
 
     python experiments/aa_v2/readout_probe.py extract MODEL.json --data cath10-env.npz --train 60000 -o probe.npz
     python experiments/aa_v2/readout_probe.py fit probe.npz --data cath10-env.npz
+
+For ``head_fit.py`` on every training residue, in pieces: ``extract MODEL.json --train 0
+--part I/4 --no-octants`` for I = 1..4 (``--val 0`` after the first).
 """
 from __future__ import annotations
 
@@ -37,17 +40,22 @@ def _octants(t: torch.Tensor) -> torch.Tensor:
     return t.float().reshape(B, C, 2, 2, 2, 2, 2, 2).mean(dim=(3, 5, 7)).reshape(B, C * 8)
 
 
-def _features(model: torch.nn.Module, task, items: np.ndarray) -> dict[str, np.ndarray]:
-    """Labels, logits and the features described above for ``items``."""
+def _features(model: torch.nn.Module, task, items: np.ndarray, octants: bool = True) -> dict[str, np.ndarray]:
+    """Labels, logits and the features described above for ``items`` (without the octant
+    means unless ``octants``)."""
     head, F, S, V = model.head, [], [], []  # the frame readout: the last head.n_frame channels of the head's input
-    hooks = [head.classifier.register_forward_pre_hook(lambda m, a: F.append(a[0].float())),
-             head.conv.register_forward_hook(lambda m, a, o: S.append(_octants(o))),
-             head.register_forward_pre_hook(lambda m, a: V.append(_octants(a[0][:, a[0].shape[1] - head.n_frame:])))]
+    hooks = [head.classifier.register_forward_pre_hook(lambda m, a: F.append(a[0].float()))]
+    if octants:
+        hooks += [head.conv.register_forward_hook(lambda m, a, o: S.append(_octants(o))),
+                  head.register_forward_pre_hook(
+                      lambda m, a: V.append(_octants(a[0][:, a[0].shape[1] - head.n_frame:])))]
     logits = predict(model, task, items, device=torch.device("cpu"), batch_size=256, precision="fp32")
     for h in hooks:
         h.remove()
-    return {"items": items, "labels": task.labels[items], "logits": logits.numpy(), "F": torch.cat(F).numpy(),
-            "S": torch.cat(S).numpy().astype(np.float16), "V": torch.cat(V).numpy().astype(np.float16)}
+    out = {"items": items, "labels": task.labels[items], "logits": logits.numpy(), "F": torch.cat(F).numpy()}
+    if octants:
+        out |= {"S": torch.cat(S).numpy().astype(np.float16), "V": torch.cat(V).numpy().astype(np.float16)}
+    return out
 
 
 def extract(args) -> None:
@@ -56,10 +64,14 @@ def extract(args) -> None:
     model = enn.collapse(model).eval()
     task = task_for("aa", args.data, Preprocessing.from_metadata(meta))
     val = np.sort(np.random.default_rng([0, 1]).choice(task.items([8]), args.val, replace=False))
-    train = np.sort(np.random.default_rng([args.seed, 7]).choice(task.items(range(8)), args.train, replace=False))
+    pool = task.items(range(8))
+    train = np.random.default_rng([args.seed, 7]).choice(pool, args.train or len(pool), replace=False)
+    i, n = map(int, args.part.split("/"))  # part i of n: every n-th of the seeded sample, from the i-th
+    train = np.sort(train[i - 1::n])
     out: dict[str, np.ndarray] = {}
     for name, items in (("val", val), ("train", train)):
-        out |= {f"{name}_{k}": v for k, v in _features(model, task, items).items()}
+        if len(items):
+            out |= {f"{name}_{k}": v for k, v in _features(model, task, items, not args.no_octants).items()}
     np.savez(args.output, **out)
 
 
@@ -147,7 +159,9 @@ def main() -> None:
     e = sub.add_parser("extract")
     e.add_argument("model")
     e.add_argument("--data", required=True)
-    e.add_argument("--train", type=int, default=60000)
+    e.add_argument("--train", type=int, default=60000, help="training residues to sample (0: all of splits 0-7)")
+    e.add_argument("--part", default="1/1", help="I/N: keep every N-th of the sample from the I-th")
+    e.add_argument("--no-octants", action="store_true", help="keep only the classifier input and the logits")
     e.add_argument("--val", type=int, default=10000)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
