@@ -75,7 +75,7 @@ def fit(head: nn.Module, X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.nd
             loss = nn.functional.cross_entropy(logits(Xt[b]), yt[b])
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         sched.step()
         mlp.eval()
         with torch.no_grad():
