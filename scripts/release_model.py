@@ -9,13 +9,17 @@ EVAL.json`` on the test splits. Writes
 ``NAME.safetensors`` and ``NAME.json`` there (the training metadata plus
 ``metrics.test``, ``training.command`` and the evaluation command), then checks that the
 result loads. ``--baseline`` adds another model's evaluation on the same data (e.g. the
-plain CNN of the amino-acid task) to ``metrics.baseline`` for comparison.
+plain CNN of the amino-acid task) to ``metrics.baseline`` for comparison. ``--previous vN``
+keeps the release history: the model being replaced is summarised under ``metrics.vN``
+(network, parameters, input, its test metrics, validation and training command), and the
+summaries it kept of its own predecessors are carried over.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +27,41 @@ from cathnet.checkpoint import read_json
 from cathnet.fileio import write_json
 from cathnet.models import models_dir
 from cathnet.predict import load_model
+
+#: metrics keys that hold an earlier release's summary (v1, v2.1, ...)
+VERSION_KEY = re.compile(r"v\d+(\.\d+)*")
+
+
+def summary(meta: dict) -> dict:
+    """What the release history keeps of a released model: its network, input, test
+    metrics (with per-class recall), validation and training command."""
+    test = meta["metrics"]["test"]
+    codes = meta["classes"]["codes"]
+    return {
+        "network": meta["network"]["name"],
+        "n_parameters": meta["network"]["n_parameters"],
+        "config": meta["network"].get("config"),
+        "input": meta["input"],
+        **{k: test[k] for k in ("accuracy", "top3_accuracy", "macro_f1", "log_loss", "rotation") if k in test},
+        "validation": meta["metrics"].get("validation"),
+        "per_class_recall": ({code: test["per_class"][code]["recall"] for code in codes}
+                             if "per_class" in test else None),
+        "training_command": meta["training"].get("command"),
+    }
+
+
+def history(name: str, key: str) -> dict:
+    """The released ``name``'s summary under ``key`` and the summaries it already kept."""
+    if not VERSION_KEY.fullmatch(key):
+        raise SystemExit(f"--previous {key!r}: expected a version such as v2 or v2.1")
+    path = models_dir() / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"--previous {key}: no released {name} in {models_dir()} to summarise")
+    old = read_json(path)
+    kept = {k: v for k, v in old.get("metrics", {}).items() if VERSION_KEY.fullmatch(k)}
+    if key in kept:
+        raise SystemExit(f"--previous {key}: the released {name} already keeps a summary of {key}")
+    return {**kept, key: summary(old)}
 
 
 def main() -> None:
@@ -40,6 +79,8 @@ def main() -> None:
                         help="release an amino-acid model in backbone frames; EVAL.json must use them")
     parser.add_argument("--metrics", action="append", default=[], metavar="KEY=FILE.json",
                         help="more measured metrics for metrics.KEY, e.g. cross_validation=cv.json (repeatable)")
+    parser.add_argument("--previous", metavar="vN",
+                        help="summarise the model being replaced under metrics.vN and keep its own history")
     args = parser.parse_args()
 
     stem = args.model.with_suffix("") if args.model.suffix in (".json", ".safetensors") else args.model
@@ -68,6 +109,8 @@ def main() -> None:
         if not key or not path:
             parser.error(f"--metrics {item!r}: expected KEY=FILE.json")
         extra[key] = json.loads(Path(path).read_text())  # any JSON value (e.g. a list of baselines)
+    if args.previous:
+        extra = {**history(args.name, args.previous), **extra}
     weights = models_dir() / f"{args.name}.safetensors"
     shutil.copyfile(stem.with_name(meta["weights"]["file"]), weights)
     if hashlib.sha256(weights.read_bytes()).hexdigest() != meta["weights"]["sha256"]:
