@@ -13,9 +13,9 @@ and score it on its validation split, next to the member's released linear head:
 - ``residual``: the member's own logits + a head on the descriptors alone.
 
 Weight decay and width come from a small grid; every cell is printed, the test split is
-never read.
+never read. The descriptors are computed here (``ss_features.table``, 15 s for the pool) or
+read from ``--cache``.
 
-    python experiments/cath_v2/ss_features.py ...  # or: table() below computes them
     python experiments/cath_v2/hybrid_head.py knn-embed.npz --data cath10-ss.npz --folds 8,7,6,5,4
 """
 from __future__ import annotations
@@ -88,11 +88,15 @@ def main() -> None:
     folds = [int(f) for f in args.folds.split(",")]
     rows: dict[str, list[float]] = {}
     losses: dict[str, list[float]] = {}
+    predicted: dict[str, list[np.ndarray]] = {}
+    truth: dict[str, list[np.ndarray]] = {}
 
     def record(name: str, member_logits: np.ndarray, y: np.ndarray) -> None:
         acc, loss = scores(member_logits, y)
         rows.setdefault(name, []).append(acc)
         losses.setdefault(name, []).append(loss)
+        predicted.setdefault(name, []).append(member_logits.argmax(1))
+        truth.setdefault(name, []).append(y)
 
     for m, fold in enumerate(folds):
         train = (splits != fold) & (splits != args.test_split)
@@ -118,11 +122,17 @@ def main() -> None:
                             out = head(torch.tensor(x[val], dtype=torch.float32)).numpy()
                         record(f"{name}: {tag}", out if base is None else out + base[val], labels[val])
         print(f"member {m} (fold {fold}) done", flush=True)
-    print(f"{'head':60s} " + " ".join(f"fold {f:>2d}" for f in folds) + "    mean  loss")
+    recall = {}  # per class, pooled over the folds
+    for name in rows:
+        p, y = np.concatenate(predicted[name]), np.concatenate(truth[name])
+        recall[name] = [float((p[y == c] == c).mean()) for c in range(int(labels.max()) + 1)]
+    print(f"{'head':60s} " + " ".join(f"fold {f:>2d}" for f in folds) + "    mean  loss  lowest recall (pooled)")
     for name, acc in rows.items():
-        print(f"{name:60s} " + " ".join(f"{a:7.3f}" for a in acc) + f"  {np.mean(acc):.4f} {np.mean(losses[name]):.3f}")
+        print(f"{name:60s} " + " ".join(f"{a:7.3f}" for a in acc) +
+              f"  {np.mean(acc):.4f} {np.mean(losses[name]):.3f}  {min(recall[name]):.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"folds": folds, "top1": rows, "log_loss": losses}, indent=1))
+        args.json.write_text(json.dumps({"folds": folds, "top1": rows, "log_loss": losses, "recall_pooled": recall},
+                                        indent=1))
 
 
 if __name__ == "__main__":
