@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cathnet.evaluate import classification_metrics
+
 sys.path.insert(0, str(Path(__file__).parent))
 from ss_features import table  # noqa: E402
 
@@ -122,10 +124,9 @@ def main() -> None:
                             out = head(torch.tensor(x[val], dtype=torch.float32)).numpy()
                         record(f"{name}: {tag}", out if base is None else out + base[val], labels[val])
         print(f"member {m} (fold {fold}) done", flush=True)
-    recall = {}  # per class, pooled over the folds
-    for name in rows:
-        p, y = np.concatenate(predicted[name]), np.concatenate(truth[name])
-        recall[name] = [float((p[y == c] == c).mean()) for c in range(int(labels.max()) + 1)]
+    n_classes = logits.shape[2]
+    recall = {name: classification_metrics(np.concatenate(truth[name]), np.concatenate(predicted[name]),
+                                           n_classes)["recall"] for name in rows}  # per class, pooled over the folds
     print(f"{'head':60s} " + " ".join(f"fold {f:>2d}" for f in folds) + "    mean  loss  lowest recall (pooled)")
     for name, acc in rows.items():
         print(f"{name:60s} " + " ".join(f"{a:7.3f}" for a in acc) +
